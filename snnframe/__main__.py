@@ -1,0 +1,3 @@
+from snnframe.cli import main
+
+main()
