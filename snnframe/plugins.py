@@ -1,0 +1,150 @@
+"""Plugin discovery: entry points of the group ``snnframe``, one pluggy manager.
+
+A plugin either loads completely or not at all: one that fails to import, uses a hook
+name that does not exist or raises in a hook is recorded in ``Plugins.failed`` (and
+warned about by the CLI) while the others keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as metadata
+import os
+from typing import Any, Iterable
+
+import attrs
+import pluggy
+
+from snnframe import hookspecs
+from snnframe.errors import PluginError
+from snnframe.registry import KINDS, Entry, Registry, check_target
+
+ENTRY_POINT_GROUP = "snnframe"
+DISABLE_ENV = "SNNFRAME_DISABLE_PLUGINS"
+
+
+@attrs.define
+class PluginInfo:
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    error: str | None = None  # set when the plugin failed to load
+
+    @property
+    def origin(self) -> str:
+        return f"{self.distribution} {self.version}" if self.distribution else "(not from a distribution)"
+
+
+@attrs.define
+class Plugins:
+    """The loaded plugins and the registries they filled."""
+
+    manager: pluggy.PluginManager
+    registries: dict[str, Registry]
+    loaded: list[PluginInfo]
+    failed: list[PluginInfo]
+    disabled: list[str]
+
+    def registry(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def add_commands(self, cli: Any) -> None:
+        """Let plugins add click commands (``register_commands(cli)``)."""
+        for impl in self.manager.hook.register_commands.get_hookimpls():
+            impl.function(**{arg: cli for arg in impl.argnames})
+
+
+def disabled_plugins() -> list[str]:
+    value = os.environ.get(DISABLE_ENV, "")
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Plugins:
+    """Discover plugins from entry points (plus ``extra`` ``(name, plugin)`` pairs) and fill the registries."""
+    manager = pluggy.PluginManager("snnframe")
+    manager.add_hookspecs(hookspecs)
+    disabled = disabled_plugins()
+    for name in disabled:
+        manager.set_blocked(name)
+
+    candidates: list[tuple[PluginInfo, Any]] = []
+    if entry_points:
+        candidates += _entry_point_candidates(disabled)
+    candidates += [(PluginInfo(name), obj) for name, obj in extra if name not in disabled]
+
+    plugins = Plugins(manager, {kind: Registry(kind) for kind in KINDS}, [], [], disabled)
+    for info, obj in candidates:
+        entries = _load_one(manager, info, obj)
+        if info.error is not None:
+            plugins.failed.append(info)
+            continue
+        for entry in entries:
+            plugins.registries[entry.kind].add(entry)  # a name taken by another plugin raises PluginError
+        plugins.loaded.append(info)
+
+    for registry in plugins.registries.values():
+        registry.failed_plugins = {p.name: p.error or "" for p in plugins.failed}
+    return plugins
+
+
+def _entry_point_candidates(disabled: list[str]) -> list[tuple[PluginInfo, Any]]:
+    seen: set[str] = set()
+    found = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in disabled or ep.name in seen:  # editable installs can list a dist twice
+            continue
+        seen.add(ep.name)
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(ep.name, dist.metadata["Name"] if dist else None, dist.version if dist else None)
+        found.append((info, ep))
+    return found
+
+
+def _load_one(manager: pluggy.PluginManager, info: PluginInfo, obj: Any) -> list[Entry]:
+    """Import and register one plugin; on failure set ``info.error`` and leave no trace of it."""
+    module = None
+    try:
+        module = obj.load() if isinstance(obj, metadata.EntryPoint) else obj
+        return _collect(manager, info, module)
+    except Exception as exc:
+        info.error = f"{type(exc).__name__}: {exc}"
+        if module is not None and manager.is_registered(module):
+            manager.unregister(module)
+        return []
+
+
+def _collect(manager: pluggy.PluginManager, info: PluginInfo, module: object) -> list[Entry]:
+    """Register ``module`` with pluggy and run its register_* hooks, returning what it registers."""
+    manager.register(module, name=info.name)
+    _check_hook_names(manager, info.name)
+    entries: list[Entry] = []
+    for kind in KINDS:
+        for impl in getattr(manager.hook, f"register_{kind}").get_hookimpls():
+            if impl.plugin_name != info.name:
+                continue
+
+            def register(name: str, factory: Any, _kind: str = kind) -> None:
+                problem = check_target(factory)
+                if not isinstance(name, str) or not name:
+                    problem = f"component name must be a non-empty string, got {name!r}"
+                if problem:
+                    raise ValueError(f"register_{_kind}: {problem}")
+                entries.append(Entry(_kind, name, factory, info.name, info.distribution, info.version))
+
+            impl.function(**{arg: register for arg in impl.argnames})
+    return entries
+
+
+def _check_hook_names(manager: pluggy.PluginManager, plugin_name: str) -> None:
+    """A misspelt hook is an error, not a silent no-op (pluggy's check_pending, per plugin)."""
+    specs = [name for name in dir(hookspecs) if name.startswith("register_")]
+    for name, caller in vars(manager.hook).items():
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == plugin_name and not impl.optionalhook:
+                close = difflib.get_close_matches(name, specs, n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                raise pluggy.PluginValidationError(
+                    impl.plugin, f'unknown hook "{name}"{hint}; hooks are: {", ".join(specs)}'
+                )
