@@ -119,6 +119,7 @@ class Experiment:
     model: Any  # torch.nn.Module: [T, B, *input_shape] -> output spikes [T, B, num_classes]
     data: DataSettings
     is_main: bool = True  # False on ranks > 0 of a distributed run: write nothing
+    _splits: tuple[Any, Any] | None = attrs.field(default=None, init=False, repr=False)
 
     @property
     def info(self) -> DatasetInfo:
@@ -126,10 +127,12 @@ class Experiment:
 
     def splits(self) -> tuple[Any, Any]:
         """Train and test datasets with the encoder's sample transform and the recipe's subsets."""
-        from snnframe.data import keep_every
+        if self._splits is None:
+            from snnframe.data import keep_every
 
-        train, test = self.dataset.splits(self.encoder.sample_transform(self.info))
-        return keep_every(train, self.data.subset), keep_every(test, self.data.test_subset)
+            train, test = self.dataset.splits(self.encoder.sample_transform(self.info))
+            self._splits = keep_every(train, self.data.subset), keep_every(test, self.data.test_subset)
+        return self._splits
 
 
 @attrs.define
