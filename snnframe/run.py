@@ -1,0 +1,188 @@
+"""``snnframe run`` / ``validate``: check a recipe, prepare the run directory, hand over to the trainer."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+
+from snnframe import __version__
+from snnframe.build import Components, construct, resolve, with_defaults
+from snnframe.contracts import DataSettings, Experiment, TrainResult, VisualContext
+from snnframe.errors import RunDirError, TrainingError
+from snnframe.plugins import Plugins, load_plugins
+from snnframe.recipe import Recipe, check_core, read, read_with_overrides
+
+log = logging.getLogger("snnframe")
+
+# Keys a resumed run may change: they do not change what is computed.
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device"), ("data", "num_workers")}
+
+
+@attrs.define
+class Prepared:
+    recipe: Recipe  # resolved: every default written out
+    components: Components
+
+
+def prepare(path: str | Path, overrides: list[str] = (), resume: bool = False,
+            plugins: Plugins | None = None) -> Prepared:
+    """Everything ``run`` checks, without writing anything: recipe, plugins, components, run directory."""
+    recipe, problems = check_core(read_with_overrides(path, overrides), str(path), Path(path).stem)
+    plugins = plugins if plugins is not None else load_plugins()
+    factories = resolve(recipe, plugins, problems)
+    if "experiment" not in problems.tables:
+        seed_everything(recipe.experiment.seed)  # before the model's weights are drawn
+    components = construct(recipe, factories, problems)
+    problems.raise_if_any(recipe.source)
+    recipe = with_defaults(recipe, factories)
+    check_run_dir(recipe, resume)
+    return Prepared(recipe, components)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch (or a plain run) writes; the other ranks only compute."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_run_dir(recipe: Recipe, resume: bool) -> None:
+    run_dir = recipe.run_dir
+    saved = run_dir / "recipe.toml"
+    if not is_main_process():
+        return
+    if resume:
+        if not saved.is_file():
+            raise RunDirError(f"--resume: {run_dir} holds no run to resume (no recipe.toml there)")
+        changed = _changed_keys(read(saved), recipe.to_dict())
+        if changed:
+            raise RunDirError(
+                f"--resume: the recipe differs from the one {run_dir} was started with at "
+                + ", ".join(changed)
+                + "; only train.epochs, train.device and data.num_workers may change on resume"
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirError(
+            f"{run_dir} already holds a run; nothing was changed. Continue it with --resume, or start "
+            f"a new one with --set experiment.name={recipe.experiment.name}-2"
+        )
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} exists and is not a directory")
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[str]:
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        here = prefix + (key,)
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, here)
+        elif a != b and here not in RESUMABLE_CHANGES:
+            changed.append(".".join(here))
+    return changed
+
+
+def write_recipe(recipe: Recipe, run_dir: Path) -> None:
+    import tomli_w
+
+    header = (
+        f"# Resolved by snnframe {__version__} from {recipe.source} on "
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}.\n\n"
+    )
+    tmp = run_dir / "recipe.toml.tmp"
+    tmp.write_text(header + tomli_w.dumps(recipe.to_dict()), encoding="utf-8")
+    os.replace(tmp, run_dir / "recipe.toml")
+
+
+@contextlib.contextmanager
+def run_logging(run_dir: Path | None) -> Iterator[None]:
+    """Log ``snnframe.*`` to the console and (main process) to ``run_dir/training.log``."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    if run_dir is not None:
+        file_handler = logging.FileHandler(run_dir / "training.log", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(file_handler)
+    previous_level = log.level
+    log.setLevel(logging.INFO)
+    for h in handlers:
+        log.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(previous_level)
+
+
+def run(path: str | Path, overrides: list[str] = (), resume: bool = False,
+        plugins: Plugins | None = None) -> TrainResult:
+    """Train the experiment a recipe describes; returns the trainer's result."""
+    prepared = prepare(path, overrides, resume, plugins)
+    recipe, parts = prepared.recipe, prepared.components
+    main = is_main_process()
+    run_dir = recipe.run_dir
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_recipe(recipe, run_dir)
+    experiment = Experiment(
+        name=recipe.experiment.name,
+        seed=recipe.experiment.seed,
+        run_dir=run_dir,
+        recipe=recipe.to_dict(),
+        resume=resume,
+        dataset=parts.dataset,
+        encoder=parts.encoder,
+        model=parts.model,
+        data=DataSettings(recipe.data.batch_size, recipe.data.subset, recipe.data.test_subset,
+                          recipe.data.num_workers),
+        is_main=main,
+    )
+    with run_logging(run_dir if main else None):
+        log.info("snnframe %s: %s -> %s", __version__, recipe.source, run_dir)
+        result = parts.trainer.fit(experiment)
+        if result.is_main and parts.visualizers:
+            visualize(parts.visualizers, experiment, result)
+    return result
+
+
+def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result: TrainResult) -> list[Path]:
+    """Run each visualizer; one that fails is logged and the others still run."""
+    _, test_set = experiment.splits()
+    ctx = VisualContext(experiment.run_dir, result.model, experiment.encoder, test_set, result.history,
+                        result.device, experiment.info)
+    written, failed = [], []
+    result.model.eval()
+    for name, visualizer in visualizers:
+        try:
+            paths = list(visualizer(ctx))
+        except Exception as exc:  # a plot must not cost the user the trained run
+            log.exception("visualizer %s failed", name)
+            failed.append(f"{name} ({type(exc).__name__}: {exc})")
+            continue
+        written += paths
+        log.info("%s wrote %s", name, ", ".join(str(p.relative_to(experiment.run_dir)) for p in paths))
+    if failed:
+        raise TrainingError(
+            f"training finished and was saved in {experiment.run_dir}, but visualizers failed: "
+            + "; ".join(failed) + f" (details in {experiment.run_dir / 'training.log'})"
+        )
+    return written
+
+
