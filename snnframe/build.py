@@ -15,6 +15,7 @@ from snnframe.contracts import INJECTED
 from snnframe.errors import DataError, PluginError
 from snnframe.params import check_arguments, defaults, factory_parameters
 from snnframe.plugins import Plugins
+from snnframe.registry import singular
 from snnframe.recipe import Problems, Recipe
 
 
@@ -33,7 +34,7 @@ def resolve(recipe: Recipe, plugins: Plugins, problems: Problems) -> dict[str, C
         except PluginError as exc:
             problems.add(path, f"{path}.kind: {exc}")
             continue
-        what = f'{kind[:-1]} "{table.kind}"'
+        what = f'{singular(kind)} "{table.kind}"'
         problems.add(path, *_missing_injected(factory, _injected(kind, table), path, what))
         problems.add(path, *check_arguments(factory, table.params, INJECTED[kind], path, what))
         factories[path] = factory

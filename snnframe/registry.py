@@ -21,6 +21,11 @@ KINDS = (
 )
 
 
+def singular(kind: str) -> str:
+    """``"losses"`` -> ``"loss"``, ``"neurons"`` -> ``"neuron"``."""
+    return kind[:-2] if kind.endswith("sses") else kind[:-1]
+
+
 @attrs.define
 class Entry:
     """A registered component: where it came from and how to build it."""
@@ -55,12 +60,12 @@ def _import_reference(entry: Entry) -> Callable[..., Any]:
             obj = getattr(obj, part)
     except Exception as exc:  # the plugin's own import failed: say whose
         raise PluginError(
-            f'{entry.kind[:-1]} "{entry.name}" from plugin "{entry.plugin}" cannot be loaded '
+            f'{singular(entry.kind)} "{entry.name}" from plugin "{entry.plugin}" cannot be loaded '
             f'from "{entry.target}": {type(exc).__name__}: {exc}'
         ) from exc
     if not callable(obj):
         raise PluginError(
-            f'{entry.kind[:-1]} "{entry.name}" from plugin "{entry.plugin}": '
+            f'{singular(entry.kind)} "{entry.name}" from plugin "{entry.plugin}": '
             f'"{entry.target}" is not callable'
         )
     return obj
@@ -91,7 +96,7 @@ class Registry:
         first = self._entries.get(entry.name)
         if first is not None:
             raise PluginError(
-                f'{self.kind[:-1]} "{entry.name}" is registered twice: by plugin "{first.plugin}"'
+                f'{singular(self.kind)} "{entry.name}" is registered twice: by plugin "{first.plugin}"'
                 f"{_dist(first)} and by plugin \"{entry.plugin}\"{_dist(entry)}. "
                 f"Uninstall one, or block one with SNNFRAME_DISABLE_PLUGINS={entry.plugin}"
             )
@@ -120,7 +125,7 @@ class Registry:
         return self.entry(name).load()
 
     def unknown_message(self, name: object) -> str:
-        what = self.kind[:-1]
+        what = singular(self.kind)
         available = ", ".join(f'"{n}"' for n in self.names()) or "none"
         msg = f'unknown {what} "{name}"{did_you_mean(str(name), self.names())}; available: {available}'
         for plugin, error in self.failed_plugins.items():
