@@ -1,0 +1,44 @@
+"""Optimizers and learning-rate schedules named by the ``[train]`` table."""
+
+import torch
+
+# A weight_decay of None means the optimizer's usual default.
+DEFAULT_WEIGHT_DECAY = {"adam": 0.0, "adamw": 0.01, "sgd": 0.0}
+
+
+def build_optimizer(
+    name: str,
+    params,
+    *,
+    lr: float,
+    betas: list[float],
+    momentum: float,
+    weight_decay: float | None,
+) -> torch.optim.Optimizer:
+    decay = DEFAULT_WEIGHT_DECAY[name] if weight_decay is None else weight_decay
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def build_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    milestones: list[int],
+    gamma: float,
+    min_lr: float,
+):
+    """A per-epoch scheduler, or ``None`` for a constant learning rate."""
+    if name == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=min_lr)
+    if name == "none":
+        return None
+    raise ValueError(f"unknown scheduler {name!r}")
