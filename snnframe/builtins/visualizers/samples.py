@@ -1,0 +1,33 @@
+"""Running a few test samples through the trained model for plots."""
+
+from typing import Any
+
+import torch
+from torch.utils.data import default_collate
+
+from snnframe.builtins.training.batches import split_batch
+from snnframe.contracts import VisualContext
+
+
+def run_samples(ctx: VisualContext, count: int, model: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output spikes ``[T, n, C]`` and targets ``[n]`` (on the CPU) of the first ``count`` test samples."""
+    count = min(count, len(ctx.test_set))
+    if count == 0:
+        raise ValueError("the test set is empty: nothing to plot")
+    collate = ctx.encoder.collate_fn(ctx.info) or default_collate
+    batch = collate([ctx.test_set[i] for i in range(count)])
+    inputs, targets = split_batch(batch, ctx.device)
+    model = ctx.model if model is None else model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            spikes = model(ctx.encoder(inputs))
+    finally:
+        model.train(was_training)
+    return spikes.float().cpu(), targets.cpu()
+
+
+def class_names(ctx: VisualContext) -> list[str]:
+    names = list(ctx.info.classes)
+    return names if len(names) == ctx.info.num_classes else [str(i) for i in range(ctx.info.num_classes)]
