@@ -1,0 +1,117 @@
+"""The ``ndigits`` data set: the ``digits`` images recorded by a simulated event camera.
+
+Made the way N-MNIST was (see ``saccades.py``): 34x34 sensor, two polarities,
+three 105 ms saccades; samples are tonic-style structured arrays with N-MNIST's
+dtype (``x, y, t`` in microseconds, ``p``), so the ``frames`` encoder and the
+N-MNIST recipe settings apply.  Same train/test split as ``digits``.
+
+The recordings are generated once per ``seed`` (a few seconds) and stored in
+``<root>/NDIGITS/ndigits-seed<seed>-<version>.npz``; framed samples are cached
+like N-MNIST's under ``cache_dir`` (default ``<root>/cache/ndigits``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from snnframe.builtins.datasets.digits import DIGIT_CLASSES, load_digits8, render_28, split_indices
+from snnframe.contracts import DatasetInfo
+
+GENERATOR_VERSION = 1  # bump when the simulation changes: it renames the stored file
+
+
+class Recordings:
+    """Map-style ``(events, label)`` for the recordings ``indices`` of a stored set."""
+
+    def __init__(self, store, indices, transform=None, first_saccade_only: bool = False, saccade_us: int = 105_000):
+        self.store = store
+        self.indices = indices
+        self.transform = transform
+        self.first_saccade_only = first_saccade_only
+        self.saccade_us = saccade_us
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        from snnframe.builtins.datasets._events import EVENT_DTYPE
+
+        i = self.indices[index]
+        part = slice(self.store["offsets"][i], self.store["offsets"][i + 1])
+        events = np.empty(part.stop - part.start, dtype=EVENT_DTYPE)
+        for field in "xytp":
+            events[field] = self.store[field][part]
+        if self.first_saccade_only:
+            events = events[events["t"] < self.saccade_us]
+        if self.transform is not None:
+            events = self.transform(events)
+        return events, int(self.store["labels"][i])
+
+
+def _store_name(seed: int, camera_key: dict) -> str:
+    text = json.dumps({"version": GENERATOR_VERSION, "camera": camera_key}, sort_keys=True)
+    return f"ndigits-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.npz"
+
+
+def load_or_generate(directory: Path, seed: int) -> dict[str, np.ndarray]:
+    """The stored recordings for ``seed``, generating and storing them on first use."""
+    from snnframe.builtins.datasets.saccades import Camera, simulate
+
+    camera = Camera()
+    path = directory / _store_name(seed, camera.key())
+    if not path.exists():
+        images8, labels = load_digits8()
+        x, y, t, p, offsets = simulate(render_28(images8), seed, camera)
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as f:  # written whole, then renamed: concurrent runs are safe
+            np.savez_compressed(f, x=x, y=y, t=t.astype(np.uint32), p=p, offsets=offsets, labels=labels)
+        os.replace(temporary, path)
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}
+
+
+class NDigits:
+    """Simulated event-camera recordings of the UCI digits (N-MNIST style), 10 classes.
+
+    ``seed`` fixes the recordings (the data set's own seed, not the experiment's).
+    ``first_saccade_only`` keeps the first 105 ms.  ``augment`` rotates training
+    frames by up to 10 degrees after the cache (the seed's N-MNIST augmentation).
+    ``cache = false`` frames every sample anew each epoch.
+    """
+
+    info = DatasetInfo(modality="events", shape=(34, 34, 2), num_classes=10, classes=DIGIT_CLASSES)
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        seed: int = 0,
+        first_saccade_only: bool = False,
+        augment: bool = True,
+        cache: bool = True,
+        cache_dir: str | None = None,
+    ):
+        if seed < 0:
+            raise ValueError(f"seed must be 0 or positive, got {seed}")
+        self.root = Path(root).expanduser()
+        self.seed = seed
+        self.first_saccade_only = first_saccade_only
+        self.augment = augment
+        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir else self.root / "cache" / "ndigits") if cache else None
+
+    def splits(self, transform):
+        from snnframe.builtins.datasets._events import framed_splits
+
+        store = load_or_generate(self.root / "NDIGITS", self.seed)
+        train_idx, test_idx = split_indices(store["labels"])
+        train, test = (
+            Recordings(store, idx, transform, self.first_saccade_only) for idx in (train_idx, test_idx)
+        )
+        key = {"dataset": "ndigits", "seed": self.seed, "version": GENERATOR_VERSION, "first_saccade_only": self.first_saccade_only}
+        return framed_splits(train, test, transform, cache_dir=self.cache_dir, key=key, augment=self.augment)

@@ -1,0 +1,106 @@
+"""``nmnist``: N-MNIST (Orchard et al. 2015) through tonic, framed, cached and augmented.
+
+tonic looks for ``<root>/NMNIST/train.zip`` and ``test.zip`` beside the
+extracted ``Train/<digit>/*.bin`` and ``Test/<digit>/*.bin`` folders and
+downloads when its check fails.  ``require_archives = false`` reads an
+extracted tree alone (e.g. after deleting the 1 GB of archives, or a few files
+written by the tests) through the same tonic class and reader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from snnframe.builtins.datasets.digits import DIGIT_CLASSES
+from snnframe.contracts import DatasetInfo
+from snnframe.errors import DataError
+
+FOLDERS = {"train": "Train", "test": "Test"}
+ARCHIVES = {"train": "train.zip", "test": "test.zip"}
+TONIC_MIN_FILES = 10000  # tonic.datasets.NMNIST._check_exists
+
+
+def _bin_files(folder: Path) -> int:
+    return sum(1 for _ in folder.glob("**/*.bin")) if folder.is_dir() else 0
+
+
+class NMNIST:
+    """N-MNIST recordings (34x34 sensor, 2 polarities, three saccades), 10 classes.
+
+    ``first_saccade_only`` keeps events before 100 ms (tonic's option).
+    ``augment`` rotates training frames by up to 10 degrees after the cache (the
+    seed's).  Framed samples are cached in ``cache_dir`` (default
+    ``<root>/cache/nmnist``); ``cache = false`` frames them anew every epoch.
+    """
+
+    info = DatasetInfo(modality="events", shape=(34, 34, 2), num_classes=10, classes=DIGIT_CLASSES)
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        first_saccade_only: bool = False,
+        augment: bool = True,
+        cache: bool = True,
+        cache_dir: str | None = None,
+        download: bool = True,
+        require_archives: bool = True,
+    ):
+        self.root = Path(root).expanduser()
+        self.location = self.root / "NMNIST"
+        self.first_saccade_only = first_saccade_only
+        self.augment = augment
+        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir else self.root / "cache" / "nmnist") if cache else None
+        self.download = download
+        self.require_archives = require_archives
+
+    def splits(self, transform):
+        from snnframe.builtins.datasets._events import framed_splits
+
+        train, test = (self._split(split, transform) for split in ("train", "test"))
+        key = {
+            "dataset": "nmnist",
+            "root": str(self.root.resolve()),
+            "first_saccade_only": self.first_saccade_only,
+            "files": [len(train), len(test)],
+        }
+        return framed_splits(train, test, transform, cache_dir=self.cache_dir, key=key, augment=self.augment)
+
+    def _split(self, split: str, transform):
+        import tonic
+
+        from snnframe.builtins.datasets._tonic_nmnist import NMNIST as ExtractedNMNIST
+
+        options = dict(
+            save_to=str(self.root), train=split == "train", first_saccade_only=self.first_saccade_only, transform=transform
+        )
+        files = _bin_files(self.location / FOLDERS[split])
+        if not self.require_archives:
+            if files == 0:
+                raise DataError(self._missing_message(split))
+            return ExtractedNMNIST(**options)
+        tonic_finds_it = (self.location / ARCHIVES[split]).is_file() and files >= TONIC_MIN_FILES
+        if not tonic_finds_it and not self.download:
+            raise DataError(self._missing_message(split))
+        try:
+            return tonic.datasets.NMNIST(**options)  # downloads when its check fails
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise DataError(self._missing_message(split, f" Downloading failed ({reason}).")) from None
+
+    def _missing_message(self, split: str, reason: str = "") -> str:
+        loc = self.location
+        found = ", ".join(
+            f"{ARCHIVES[s]} {'present' if (loc / ARCHIVES[s]).is_file() else 'missing'}, "
+            f"{_bin_files(loc / FOLDERS[s])} .bin files in {FOLDERS[s]}{os.sep}"
+            for s in ("train", "test")
+        )
+        return (
+            f"N-MNIST {split} set not found in {loc}{os.sep} ({found}).{reason} tonic looks for "
+            f"train.zip and test.zip (from https://www.garrickorchard.com/datasets/n-mnist) there together "
+            f"with their extracted folders {loc / 'Train'}{os.sep}<digit>{os.sep}*.bin and "
+            f"{loc / 'Test'}{os.sep}<digit>{os.sep}*.bin, at least {TONIC_MIN_FILES} .bin files each: put them "
+            f"there, or run once with network access and data.download = true to let tonic download them "
+            f"(about 1 GB). If you only have the extracted folders, set data.require_archives = false."
+        )
