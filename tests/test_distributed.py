@@ -1,0 +1,132 @@
+"""DistributedDataParallel on CPU: torchrun, 2 processes, gloo, the toy network."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from snnframe.builtins.training.bptt import TIMING_KEYS
+
+TESTS = Path(__file__).parent
+
+WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+
+    import torch
+    import torch.distributed as dist
+
+    from snnframe.builtins.losses.spike_losses import ce_rate, correct_count
+    from snnframe.builtins.training.bptt import BPTTTrainer
+    from trainer_toys import make_experiment
+
+    out, spare_ports = Path(sys.argv[1]), sys.argv[2:]
+    rank = int(os.environ["RANK"])
+
+    def run_dir(name):
+        # rank 1 gets a directory of its own and is_main=True: only the trainer's own rank
+        # check can keep it from writing there
+        return out / name if rank == 0 else out / f"rank{rank}" / name
+
+    def fit(name, epochs, resume=False):
+        if dist_runs:
+            # a process group cannot be re-created on torchrun's agent store: later fits in this
+            # process (a CLI run has one) rendezvous on a port of their own
+            os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
+            os.environ["MASTER_PORT"] = spare_ports[len(dist_runs) - 1]
+        dist_runs.append(name)
+        experiment = make_experiment(run_dir(name), batch_size=8, resume=resume)
+        result = BPTTTrainer(epochs=epochs, lr=1e-2, device="cpu", loss=ce_rate()).fit(experiment)
+        assert not dist.is_initialized(), "the trainer leaves no process group behind"
+        return experiment, result
+
+    dist_runs = []
+    experiment, whole = fit("whole", 2)
+    fit("split", 1)
+    _, resumed = fit("split", 2, resume=True)
+
+    report = {
+        "world_size": int(os.environ["WORLD_SIZE"]),
+        "is_main": whole.is_main,
+        "history": whole.history,
+        "resumed_history": resumed.history,
+        "params": [p.detach().double().sum().item() for p in whole.model.parameters()],
+    }
+    if rank == 0:  # the whole test set through the final model in one process
+        model = whole.model.eval()
+        _, test_set = experiment.splits()
+        x, y = test_set[:]
+        with torch.no_grad():
+            spikes = model(experiment.encoder(x))
+        report["test_loss"] = ce_rate()(spikes, y).item()
+        report["test_acc"] = correct_count(spikes, y).item() / len(y)
+    (out / f"report{rank}.json").write_text(json.dumps(report))
+    """
+)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [str(s.getsockname()[1]) for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def without_timings(history):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_has_one_writer_and_reduced_metrics(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(script), str(tmp_path), *free_ports(2)]
+    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    try:
+        output, _ = launcher.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)  # the workers too, not just the launcher
+        output, _ = launcher.communicate()
+        pytest.fail("torchrun timed out:\n" + output[-3000:])
+    assert launcher.returncode == 0, output[-5000:]
+
+    reports = [json.loads((tmp_path / f"report{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in reports] == [2, 2]
+    assert [r["is_main"] for r in reports] == [True, False]
+
+    # one writer: rank 0 wrote the run-directory contract, rank 1 wrote nothing at all
+    whole = tmp_path / "whole"
+    assert sorted(p.name for p in (whole / "checkpoints").iterdir()) == ["epoch_1.pt", "epoch_2.pt", "last.pt"]
+    rows = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_seconds"} <= set(rows[0])
+    assert [p for p in (tmp_path / "rank1").rglob("*") if p.is_file()] == []
+
+    # metrics are reduced over ranks (every process reports the same numbers), gradients are averaged
+    # (the same weights everywhere), and the sharded evaluation covers the test set exactly once
+    assert without_timings(reports[0]["history"]) == without_timings(reports[1]["history"])
+    assert without_timings(rows) == without_timings(reports[0]["history"])
+    assert reports[0]["params"] == pytest.approx(reports[1]["params"], rel=1e-6)
+    assert rows[-1]["test_loss"] == pytest.approx(reports[0]["test_loss"], rel=1e-6)
+    assert rows[-1]["test_acc"] == pytest.approx(reports[0]["test_acc"])
+
+    # resuming a distributed run (checkpoint broadcast from rank 0) reproduces it
+    split = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert without_timings(split) == without_timings(rows)
+    assert without_timings(reports[1]["resumed_history"]) == without_timings(rows)
