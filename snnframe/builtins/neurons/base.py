@@ -1,0 +1,82 @@
+"""The neuron contract and what the built-in neurons share.
+
+A neuron module maps an input current ``x`` of shape ``[T, B, ...]`` (time-major) to spikes of
+the same shape, starting from a fresh (zero) state on every call:
+
+    >>> neuron = Leaky(beta=0.5)
+    >>> x = torch.randn(50, 128, 12, 12, 12)
+    >>> spikes = neuron(x)                           # [50, 128, 12, 12, 12]
+    >>> spikes, mem = neuron(x, return_mem=True)     # mem: the potential compared with the threshold
+
+Visualizers find neuron layers with ``isinstance(m, SpikingNeuron)`` and read spikes through
+forward hooks: with ``return_mem=False`` the module's output *is* the spike tensor.
+Stateless layers around a neuron see time folded into the batch (``[T * B, ...]``); a neuron
+receives the whole sequence, so it can run its recurrence in one fused kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from snnframe.builtins.neurons.surrogates import DEFAULT_SURROGATE, Surrogate
+
+ResetMechanism = Literal["subtract", "zero", "none"]
+RESET_MECHANISMS = ("subtract", "zero", "none")
+
+
+class SpikingNeuron(nn.Module):
+    """Base class of spiking neuron layers.
+
+    Subclasses implement :meth:`simulate`; :meth:`forward` fixes the calling convention:
+    ``forward(x)`` returns spikes, ``forward(x, return_mem=True)`` returns ``(spikes, mem)``.
+    """
+
+    def forward(self, x: torch.Tensor, return_mem: bool = False):
+        if x.dim() < 2:
+            raise ValueError(f"{type(self).__name__} expects time-major input [T, B, ...], got shape {tuple(x.shape)}")
+        spikes, mem = self.simulate(x, return_mem)
+        return (spikes, mem) if return_mem else spikes
+
+    def simulate(self, x: torch.Tensor, return_mem: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run all ``T`` steps from a zero state; return spikes and (if asked) the membrane."""
+        raise NotImplementedError
+
+
+def check_unit_interval(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def check_positive(name: str, value: float) -> float:
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return float(value)
+
+
+def check_reset(reset_mechanism: str, allowed: tuple[str, ...] = RESET_MECHANISMS) -> str:
+    if reset_mechanism not in allowed:
+        choices = ", ".join(repr(r) for r in allowed)
+        raise ValueError(f"reset_mechanism must be one of {choices}, got {reset_mechanism!r}")
+    return reset_mechanism
+
+
+def check_surrogate(surrogate: Surrogate | None) -> Surrogate:
+    if surrogate is None:
+        return DEFAULT_SURROGATE()
+    if not callable(surrogate) or not callable(getattr(surrogate, "derivative", None)):
+        raise ValueError(f"surrogate must have __call__ and derivative(x), got {surrogate!r}")
+    return surrogate
+
+
+def scalar(module: nn.Module, name: str, value: float, learn: bool) -> None:
+    """Register ``value`` as a 0-d parameter (``learn``) or buffer called ``name``."""
+    tensor = torch.tensor(float(value))
+    if learn:
+        module.register_parameter(name, nn.Parameter(tensor))
+    else:
+        module.register_buffer(name, tensor)

@@ -1,0 +1,172 @@
+r"""``leaky``: snnTorch's first-order leaky integrate-and-fire neuron, run over all steps at once.
+
+With input current :math:`X_t`, decay :math:`β`, threshold :math:`θ` and :math:`U_0 = 0`
+(snnTorch's ``Leaky`` with its defaults, ``reset_delay=True``):
+
+.. math::
+    r_t &= H(U_{t-1} - θ) \quad \text{(the previous step's spike, detached from the graph)} \\
+    U_t &= β U_{t-1} + X_t - θ r_t  &\text{(subtract)} \\
+    U_t &= β (1 - r_t) U_{t-1} + X_t &\text{(zero)} \\
+    U_t &= β U_{t-1} + X_t &\text{(none)} \\
+    S_t &= H(U_t - θ)
+
+where :math:`H` is the Heaviside step whose derivative the surrogate :math:`σ'` replaces.
+The backward pass runs the adjoint recurrence in reverse time, with
+:math:`G_t = ∂L/∂U_t` and :math:`g^S_t = ∂L/∂S_t`:
+
+.. math::
+    G_t = g^S_t\, σ'(U_t - θ) + ∂L/∂U_t|_{\text{direct}} + a_{t+1} G_{t+1}, \qquad
+    a_{t+1} = β\ \text{(subtract, none)}, \quad β (1 - r_{t+1})\ \text{(zero)},
+
+so :math:`∂L/∂X_t = G_t`. Only the membrane :math:`U` is saved for the backward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from snnframe.builtins.neurons.base import (
+    ResetMechanism,
+    SpikingNeuron,
+    check_positive,
+    check_reset,
+    check_surrogate,
+    check_unit_interval,
+    scalar,
+)
+from snnframe.builtins.neurons.scan import as_compute_dtype, step_buffer
+from snnframe.builtins.neurons.surrogates import Surrogate
+
+
+class Leaky(SpikingNeuron):
+    r"""Leaky integrate-and-fire neuron with snnTorch ``Leaky`` semantics over ``[T, B, ...]``.
+
+    Example::
+
+        >>> lif = Leaky(beta=0.5, surrogate=FastSigmoid(slope=25))
+        >>> spikes, mem = lif(torch.rand(50, 128, 10), return_mem=True)   # both [50, 128, 10]
+
+    Args:
+        surrogate: spike surrogate gradient; snnTorch's default ``ATan(alpha=2)`` if omitted.
+        beta: membrane decay per step, in [0, 1] (clamped to [0, 1] when learnt, as snnTorch does).
+        threshold: firing threshold :math:`θ > 0`.
+        reset_mechanism: ``"subtract"`` (:math:`θ`), ``"zero"`` or ``"none"`` after a spike.
+        learn_beta, learn_threshold: make :math:`β` / :math:`θ` trainable scalars.
+    """
+
+    def __init__(
+        self,
+        *,
+        surrogate: Surrogate | None = None,
+        beta: float = 0.5,
+        threshold: float = 1.0,
+        reset_mechanism: ResetMechanism = "subtract",
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+    ):
+        super().__init__()
+        self.surrogate = check_surrogate(surrogate)
+        self.reset_mechanism = check_reset(reset_mechanism)
+        scalar(self, "beta", check_unit_interval("beta", beta), learn_beta)
+        scalar(self, "threshold", check_positive("threshold", threshold), learn_threshold)
+
+    def extra_repr(self) -> str:
+        return (f"beta={self.beta.item():g}, threshold={self.threshold.item():g}, "
+                f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}")
+
+    def simulate(self, x, return_mem):
+        x = as_compute_dtype(x)
+        beta = self.beta.clamp(0, 1).to(x.dtype)
+        threshold = self.threshold.to(x.dtype)
+        if torch.is_grad_enabled() and (x.requires_grad or beta.requires_grad or threshold.requires_grad):
+            spikes, mem = _LeakyFunction.apply(x, beta, threshold, self.surrogate, self.reset_mechanism)
+            return spikes, mem
+        with torch.no_grad():
+            return leaky_forward(x, beta, threshold, self.reset_mechanism, keep_mem=return_mem)
+
+
+def leaky_forward(x, beta, threshold, reset, keep_mem):
+    """Spikes ``[T, ...]`` and (``keep_mem``) the membrane ``[T, ...]`` for input ``x``."""
+    spikes = step_buffer(x)
+    mem = step_buffer(x) if keep_mem else None
+    buffers = mem if keep_mem else step_buffer(x, steps=2)
+    neg_threshold = -threshold
+    for t in range(x.shape[0]):
+        u = buffers[t] if keep_mem else buffers[t % 2]
+        if t == 0:
+            u.copy_(x[0])
+        else:
+            u_prev, s_prev = (mem[t - 1] if keep_mem else buffers[(t - 1) % 2]), spikes[t - 1]
+            # Same operation order as snnTorch (beta * U + X - r * threshold), so results are bitwise equal.
+            torch.mul(u_prev, beta, out=u)
+            if reset == "zero":
+                u.addcmul_(u, s_prev, value=-1)
+            u.add_(x[t])
+            if reset == "subtract":
+                u.addcmul_(s_prev, neg_threshold)
+        torch.gt(u, threshold, out=spikes[t])
+    return spikes, mem
+
+
+class _LeakyFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, beta, threshold, surrogate, reset):
+        spikes, mem = leaky_forward(x, beta, threshold, reset, keep_mem=True)
+        ctx.save_for_backward(mem, beta, threshold)
+        ctx.surrogate, ctx.reset = surrogate, reset
+        ctx.set_materialize_grads(False)
+        return spikes, mem
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_mem):
+        mem, beta, threshold = ctx.saved_tensors
+        want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        grad, surrogate_sum = lif_adjoint(
+            grad_spikes, grad_mem, mem, lambda t: mem[t] - threshold, beta, ctx.reset, ctx.surrogate, want_threshold
+        )
+        fired_before = mem[:-1] > threshold  # r_t for t >= 1
+        grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
+        grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, ctx.reset) if want_threshold else None
+        return grad, grad_beta, grad_threshold, None, None
+
+
+def lif_adjoint(grad_spikes, grad_mem, layout, shifted, beta, reset, surrogate, want_surrogate_sum):
+    """Run :math:`G_t = g^S_t σ'(D_t) + ∂L/∂U_t + a_{t+1} G_{t+1}` backwards in time.
+
+    ``shifted(t)`` gives :math:`D_t = U_t - Θ_t`, the membrane minus the threshold it was
+    compared with (so :math:`r_{t+1} = [D_t > 0]`); ``layout`` is a ``[T, ...]`` tensor whose
+    memory layout ``G`` takes. Returns ``G`` and, if asked,
+    :math:`\sum_t g^S_t σ'(D_t)` (part of the threshold's gradient).
+    """
+    steps = layout.shape[0]
+    grad = step_buffer(layout)
+    surrogate_sum = grad.new_zeros(())
+    for t in range(steps - 1, -1, -1):
+        g, d = grad[t], shifted(t)
+        if grad_spikes is not None:
+            torch.mul(grad_spikes[t], surrogate.derivative(d), out=g)
+            if want_surrogate_sum:
+                surrogate_sum += g.sum()
+        else:
+            g.zero_()
+        if grad_mem is not None:
+            g.add_(grad_mem[t])
+        if t + 1 < steps:
+            carry = grad[t + 1]
+            if reset == "zero":
+                carry = carry * (d <= 0)  # a step that fired passes nothing back through the reset
+            g.addcmul_(carry, beta)
+    return grad, surrogate_sum
+
+
+def lif_beta_grad(grad, mem, fired_before, reset):
+    """:math:`∂L/∂β = \sum_{t \ge 1} G_t (1 - r_t)^{[zero]} U_{t-1}`."""
+    prev = mem[:-1] if reset != "zero" else mem[:-1] * ~fired_before
+    return torch.sum(grad[1:] * prev)
+
+
+def lif_threshold_grad(grad, surrogate_sum, fired_before, reset):
+    """:math:`∂L/∂θ = -\sum_t g^S_t σ'(D_t) - [subtract] \sum_{t \ge 1} G_t r_t`."""
+    if reset != "subtract":
+        return -surrogate_sum
+    return -surrogate_sum - torch.sum(grad[1:] * fired_before)

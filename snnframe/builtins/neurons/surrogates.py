@@ -1,0 +1,140 @@
+r"""Surrogate gradients for the spike non-linearity, with snnTorch's names and definitions.
+
+A surrogate ``σ`` is used in two ways:
+
+* ``surrogate(x)`` is the Heaviside step :math:`H(x) = [x > 0]` in the forward pass whose
+  backward pass uses :math:`∂H/∂x ≈ σ'(x)`; neurons that step in Python call it once per step.
+* ``surrogate.derivative(x)`` returns :math:`σ'(x)` itself, so fused neuron kernels can apply
+  it to all time steps at once in their own backward pass.
+
+Example::
+
+    >>> sg = FastSigmoid(slope=25)
+    >>> x = torch.tensor([-0.1, 0.2], requires_grad=True)
+    >>> sg(x)
+    tensor([0., 1.], grad_fn=<HeavisideBackward>)
+    >>> sg.derivative(x.detach())
+    tensor([0.0816, 0.0277])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class _Heaviside(torch.autograd.Function):
+    """H(x) forward, ``surrogate.derivative(x)`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.surrogate.derivative(x), None
+
+
+_Heaviside.__name__ = "Heaviside"
+
+
+class Surrogate:
+    """Base class: subclasses define :meth:`derivative`."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _Heaviside.apply(x, self)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(vars(self).items())))
+
+
+def _check_positive(name: str, value: float) -> float:
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return float(value)
+
+
+class FastSigmoid(Surrogate):
+    r"""Fast sigmoid (SuperSpike, Zenke & Ganguli 2018), snnTorch's ``fast_sigmoid``.
+
+    .. math::
+        σ'(x) = \frac{1}{(k|x| + 1)^2}, \quad k = \text{slope}
+    """
+
+    def __init__(self, *, slope: float = 25.0):
+        self.slope = _check_positive("slope", slope)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.slope * x.abs() + 1.0).square().reciprocal()
+
+
+class ATan(Surrogate):
+    r"""Shifted arc-tangent (Fang et al. 2021), snnTorch's ``atan`` and its default surrogate.
+
+    .. math::
+        σ'(x) = \frac{α/2}{1 + (\frac{π}{2} α x)^2}
+    """
+
+    def __init__(self, *, alpha: float = 2.0):
+        self.alpha = _check_positive("alpha", alpha)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x).square())
+
+
+class Sigmoid(Surrogate):
+    r"""Logistic sigmoid, snnTorch's ``sigmoid``.
+
+    .. math::
+        σ'(x) = k\,s(kx)\,(1 - s(kx)) = \frac{k e^{-kx}}{(e^{-kx} + 1)^2}, \quad k = \text{slope}
+
+    (written with :math:`s` = ``torch.sigmoid``, which equals snnTorch's expression but stays
+    finite where :math:`e^{-kx}` overflows).
+    """
+
+    def __init__(self, *, slope: float = 25.0):
+        self.slope = _check_positive("slope", slope)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(self.slope * x)
+        return self.slope * s * (1 - s)
+
+
+class Triangular(Surrogate):
+    r"""snnTorch's ``triangular``, defined exactly as snnTorch 1.0 does.
+
+    .. math::
+        σ'(x) = \begin{cases} θ & x < 0 \\ -θ & x \ge 0 \end{cases}
+
+    (snnTorch's definition: the gradient is constant in magnitude and changes sign at the threshold.)
+    """
+
+    def __init__(self, *, threshold: float = 1.0):
+        self.threshold = float(threshold)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return (x < 0).to(x.dtype) * (2 * self.threshold) - self.threshold
+
+
+class StraightThrough(Surrogate):
+    r"""Straight-through estimator, snnTorch's ``straight_through_estimator``: :math:`σ'(x) = 1`."""
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x)
+
+
+DEFAULT_SURROGATE = ATan
