@@ -1,0 +1,111 @@
+"""Multi-step execution of a layer stack over time-major input ``[T, B, ...]``.
+
+:class:`SpikingSequential` splits its layers into *segments* of stateless layers (conv, pool,
+linear, flatten, dropout, norm) separated by neurons:
+
+* a segment runs once on time folded into the batch, ``[T * B, ...]`` (in chunks of
+  ``fold_chunk`` samples on CPU, where convolutions are fastest on cache-sized batches and the
+  full-size intermediate never exists at once);
+* a neuron receives the whole sequence ``[T, B, ...]`` and runs its own fused time loop;
+* input that is constant over time (the ``static`` encoder's ``x.unsqueeze(0).expand(T, ...)``,
+  stride 0 along T) runs the segment before the first neuron once on ``[B, ...]``; the result
+  is handed on as an expanded view (no T copies) and its gradient is summed over T once.
+
+4-d activations entering a segment with a convolution are kept channels-last, the layout in
+which PyTorch's CPU convolutions and max-pooling are fastest; neurons keep the layout.
+
+Example::
+
+    >>> net = SpikingSequential(nn.Conv2d(1, 12, 5), nn.MaxPool2d(2), Leaky(beta=0.5),
+    ...                         nn.Flatten(), nn.Linear(12 * 12 * 12, 10), Leaky(beta=0.5))
+    >>> image = torch.rand(128, 1, 28, 28)
+    >>> spikes = net(image.unsqueeze(0).expand(50, -1, -1, -1, -1))   # [50, 128, 10]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from snnframe.builtins.neurons.base import SpikingNeuron
+
+DEFAULT_CPU_FOLD_CHUNK = 256
+
+
+def is_static(x: torch.Tensor) -> bool:
+    """Whether ``x [T, B, ...]`` is one tensor repeated over time (an expanded view)."""
+    return x.dim() >= 2 and x.shape[0] > 1 and x.stride(0) == 0
+
+
+class SpikingSequential(nn.Sequential):
+    """``nn.Sequential`` for time-major input; see the module docstring.
+
+    Args:
+        layers: the modules, in order.
+        neurons: indices of the layers that are neurons (time-major, stateful); by default the
+            layers that are :class:`SpikingNeuron` instances.
+        fold_chunk: samples per chunk when running folded segments; ``None`` means the
+            default (256 on CPU, unchunked on other devices), 0 means never chunk.
+    """
+
+    def __init__(self, *layers: nn.Module, neurons: Iterable[int] | None = None, fold_chunk: int | None = None):
+        super().__init__(*layers)
+        if neurons is None:
+            neurons = [i for i, layer in enumerate(layers) if isinstance(layer, SpikingNeuron)]
+        self.neuron_indices = tuple(sorted(neurons))
+        self.fold_chunk = fold_chunk
+
+    def segments(self) -> list[tuple[str, list[nn.Module]]]:
+        """``("stateless", [layers])`` and ``("neuron", [layer])`` groups, in order."""
+        groups: list[tuple[str, list[nn.Module]]] = []
+        for i, layer in enumerate(self):
+            if i in self.neuron_indices:
+                groups.append(("neuron", [layer]))
+            elif groups and groups[-1][0] == "stateless":
+                groups[-1][1].append(layer)
+            else:
+                groups.append(("stateless", [layer]))
+        return groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2:
+            raise ValueError(f"expected time-major input [T, B, ...], got shape {tuple(x.shape)}")
+        steps = x.shape[0]
+        static = is_static(x)
+        h = x[0] if static else x
+        for kind, layers in self.segments():
+            if kind == "neuron":
+                if static:  # the first neuron sees the hoisted activation as an expanded view
+                    h, static = h.unsqueeze(0).expand(steps, *h.shape), False
+                h = layers[0](h)
+            elif static:
+                h = run_layers(layers, h)
+            else:
+                h = self._folded(layers, h)
+        if static:
+            h = h.unsqueeze(0).expand(steps, *h.shape)
+        return h
+
+    def _folded(self, layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        steps, batch = x.shape[:2]
+        flat = x.reshape(steps * batch, *x.shape[2:])
+        chunk = self.fold_chunk
+        if chunk is None:
+            chunk = DEFAULT_CPU_FOLD_CHUNK if x.device.type == "cpu" else 0
+        if chunk <= 0 or flat.shape[0] <= chunk:
+            out = run_layers(layers, flat)
+        else:
+            out = torch.cat([run_layers(layers, part) for part in flat.split(chunk)])
+        return out.unflatten(0, (steps, batch))
+
+
+def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Apply stateless ``layers`` to a batch, converting 4-d input of a convolution to channels-last."""
+    if x.dim() == 4 and any(isinstance(layer, nn.Conv2d) for layer in layers):
+        x = x.contiguous(memory_format=torch.channels_last)
+    for layer in layers:
+        x = layer(x)
+    return x
+
