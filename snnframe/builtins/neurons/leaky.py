@@ -131,7 +131,7 @@ class _LeakyFunction(torch.autograd.Function):
 
 
 def lif_adjoint(grad_spikes, grad_mem, layout, shifted, beta, reset, surrogate, want_surrogate_sum):
-    """Run :math:`G_t = g^S_t σ'(D_t) + ∂L/∂U_t + a_{t+1} G_{t+1}` backwards in time.
+    r"""Run :math:`G_t = g^S_t σ'(D_t) + ∂L/∂U_t + a_{t+1} G_{t+1}` backwards in time.
 
     ``shifted(t)`` gives :math:`D_t = U_t - Θ_t`, the membrane minus the threshold it was
     compared with (so :math:`r_{t+1} = [D_t > 0]`); ``layout`` is a ``[T, ...]`` tensor whose
@@ -160,13 +160,13 @@ def lif_adjoint(grad_spikes, grad_mem, layout, shifted, beta, reset, surrogate, 
 
 
 def lif_beta_grad(grad, mem, fired_before, reset):
-    """:math:`∂L/∂β = \sum_{t \ge 1} G_t (1 - r_t)^{[zero]} U_{t-1}`."""
+    r""":math:`∂L/∂β = \sum_{t \ge 1} G_t (1 - r_t)^{[zero]} U_{t-1}`."""
     prev = mem[:-1] if reset != "zero" else mem[:-1] * ~fired_before
     return torch.sum(grad[1:] * prev)
 
 
 def lif_threshold_grad(grad, surrogate_sum, fired_before, reset):
-    """:math:`∂L/∂θ = -\sum_t g^S_t σ'(D_t) - [subtract] \sum_{t \ge 1} G_t r_t`."""
+    r""":math:`∂L/∂θ = -\sum_t g^S_t σ'(D_t) - [subtract] \sum_{t \ge 1} G_t r_t`."""
     if reset != "subtract":
         return -surrogate_sum
     return -surrogate_sum - torch.sum(grad[1:] * fired_before)

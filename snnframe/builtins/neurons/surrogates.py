@@ -100,18 +100,18 @@ class Sigmoid(Surrogate):
     r"""Logistic sigmoid, snnTorch's ``sigmoid``.
 
     .. math::
-        σ'(x) = k\,s(kx)\,(1 - s(kx)) = \frac{k e^{-kx}}{(e^{-kx} + 1)^2}, \quad k = \text{slope}
+        σ'(x) = \frac{k e^{-kx}}{(e^{-kx} + 1)^2} = k\,s(kx)\,s(-kx), \quad k = \text{slope}
 
-    (written with :math:`s` = ``torch.sigmoid``, which equals snnTorch's expression but stays
-    finite where :math:`e^{-kx}` overflows).
+    (computed as the right-hand side, :math:`s` = ``torch.sigmoid``: equal to snnTorch's
+    expression, but finite where :math:`e^{-kx}` overflows).
     """
 
     def __init__(self, *, slope: float = 25.0):
         self.slope = _check_positive("slope", slope)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(self.slope * x)
-        return self.slope * s * (1 - s)
+        kx = self.slope * x
+        return self.slope * torch.sigmoid(kx) * torch.sigmoid(-kx)
 
 
 class Triangular(Surrogate):
