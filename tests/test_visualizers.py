@@ -77,7 +77,7 @@ def test_spike_count_samples_are_capped_by_the_test_set(ctx):
 def test_raster_records_every_spiking_layer_through_hooks(ctx):
     raster = Raster(sample=1)
     layers, target = raster.record(ctx)
-    assert [name for name, _ in layers] == ["lif1", "lif2"]
+    assert [name for name, _ in layers] == ["hidden 1: ToyLIF (lif1)", "output: ToyLIF (lif2)"]
     assert [tuple(spikes.shape) for _, spikes in layers] == [(STEPS, 16), (STEPS, CLASSES)]
     assert target == int(ctx.test_set[1][1])
     x = ctx.encoder(ctx.test_set[1][0].unsqueeze(0))
@@ -98,7 +98,7 @@ def test_raster_falls_back_to_the_output_layer_for_foreign_neurons(ctx):
 
     plain = VisualContext(ctx.run_dir, Plain(), ctx.encoder, ctx.test_set, ctx.history, ctx.device, ctx.info)
     layers, _ = Raster().record(plain)
-    assert [name for name, _ in layers] == ["output"]
+    assert [name for name, _ in layers] == ["output: model output"]
 
 
 @pytest.mark.parametrize(

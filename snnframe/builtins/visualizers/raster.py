@@ -53,7 +53,9 @@ class Raster:
 
             return hook
 
-        handles = [m.register_forward_hook(record(name)) for name, m in spiking_layers(ctx.model)]
+        handles = [
+            m.register_forward_hook(record(f"{type(m).__name__} ({name})")) for name, m in spiking_layers(ctx.model)
+        ]
         try:
             output, targets = run_samples(ctx, self.sample + 1)
         finally:
@@ -61,13 +63,16 @@ class Raster:
                 handle.remove()
         output = output[:, self.sample]
         if not recorded or not torch.equal(recorded[-1][1], output):
-            recorded.append(("output", output))
-        return recorded, int(targets[self.sample])
+            recorded.append(("model output", output))
+        titles = [f"hidden {i + 1}" for i in range(len(recorded) - 1)] + ["output"]
+        return [(f"{title}: {name}", spikes) for title, (name, spikes) in zip(titles, recorded)], int(
+            targets[self.sample]
+        )
 
     def _plot(self, layers: list[tuple[str, torch.Tensor]], names: list[str], target: int) -> Figure:
         output = layers[-1][1]
         # a panel per layer, taller for layers with more (shown) neurons
-        heights = [1.0 + 2.0 * min(s.shape[1], self.max_neurons) / self.max_neurons for _, s in layers]
+        heights = [min(3.0, 0.9 + 0.1 * min(s.shape[1], self.max_neurons)) for _, s in layers]
         fig = Figure(figsize=(8, 1.0 + sum(heights)))
         FigureCanvasAgg(fig)
         axes = fig.subplots(len(layers), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
