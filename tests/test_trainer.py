@@ -284,3 +284,13 @@ def test_plugin_modules_register_lazily_without_importing_torch():
     for ref in refs.values():  # every lazy reference resolves
         module, attr = ref.split(":")
         assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_resume_with_more_epochs_continues_the_schedule(tmp_path):
+    whole = trainer(epochs=4, scheduler="cosine").fit(make_experiment(tmp_path / "whole"))
+    # first planned for 3 epochs, then extended to 4 on resume: the cosine stretches to the new end
+    trainer(epochs=3, scheduler="cosine").fit(make_experiment(tmp_path / "split"))
+    resumed = trainer(epochs=4, scheduler="cosine").fit(make_experiment(tmp_path / "split", resume=True))
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[-1]["lr"] == pytest.approx(whole.history[-1]["lr"], rel=1e-12)
+    assert 0 < resumed.history[-1]["lr"] < resumed.history[-2]["lr"]

@@ -31,10 +31,14 @@ from snnframe.builtins.training.checkpoint import (
 )
 from snnframe.builtins.training.distributed import DEVICE_PATTERN, DistContext, ShardSampler, resolve_device
 from snnframe.builtins.training.errors import ResumeError, TrainingDiverged, TrainingError
-from snnframe.builtins.training.optim import build_optimizer, build_scheduler
+from snnframe.builtins.training.optim import build_optimizer, build_scheduler, stretch_cosine
 from snnframe.contracts import Experiment, TrainResult
 
 log = logging.getLogger("snnframe.train")
+# Processes other than rank 0 log through this one: it is above every level, so the
+# console shows each epoch once however many processes train.
+quiet = logging.getLogger("snnframe.train.other_ranks")
+quiet.setLevel(logging.CRITICAL + 1)
 
 # Row keys that differ between otherwise identical runs.
 TIMING_KEYS = ("train_seconds", "eval_seconds")
@@ -127,6 +131,7 @@ class _Run:
     def __init__(self, trainer: BPTTTrainer, experiment: Experiment, dist: DistContext, device: torch.device):
         self.t, self.exp, self.dist, self.device = trainer, experiment, dist, device
         self.is_main = experiment.is_main and dist.rank == 0
+        self.log = log if dist.rank == 0 else quiet
         self.ckpt_dir = Path(experiment.run_dir) / "checkpoints"
         self.metrics_path = Path(experiment.run_dir) / "metrics.jsonl"
         self.model = experiment.model.to(device)
@@ -158,7 +163,9 @@ class _Run:
         if self.t.precision == "fp32":
             return None
         if self.device.type != "cuda":
-            log.warning("precision = %r applies on CUDA only; training in fp32 on %s", self.t.precision, self.device)
+            self.log.warning(
+                "precision = %r applies on CUDA only; training in fp32 on %s", self.t.precision, self.device
+            )
             return None
         return torch.bfloat16 if self.t.precision == "bf16" else torch.float16
 
@@ -206,8 +213,9 @@ class _Run:
             state = self.dist.broadcast(state)
         if state is None:
             if self.exp.resume:
-                log.warning("--resume: no %s yet, starting from epoch 1", last)
+                self.log.warning("--resume: no %s yet, starting from epoch 1", last)
             if self.is_main:
+                self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
                 self.metrics_path.write_text("")
             return 0
         try:
@@ -215,6 +223,7 @@ class _Run:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
+                stretch_cosine(self.scheduler, self.t.epochs)
             if state["scaler"]:
                 self.scaler.load_state_dict(state["scaler"])
         except (KeyError, ValueError, RuntimeError) as exc:
@@ -224,7 +233,7 @@ class _Run:
         if self.is_main:
             # drop rows of an epoch that was logged but not checkpointed
             write_text_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
-        log.info("resuming from %s after epoch %d", last, state["epoch"])
+        self.log.info("resuming from %s after epoch %d", last, state["epoch"])
         return int(state["epoch"])
 
     # -- the loop -------------------------------------------------------------
@@ -234,7 +243,7 @@ class _Run:
         self._wrap()
         t = self.t
         params = sum(p.numel() for p in self.model.parameters())
-        log.info(
+        self.log.info(
             "training on %s (%d process%s): %s parameters, %d train / %d test samples, batch %d, epochs %d-%d",
             self.device,
             self.dist.world_size,
@@ -246,7 +255,7 @@ class _Run:
             t.epochs,
         )
         if start >= t.epochs:
-            log.info("already trained for %d epochs; nothing to do", start)
+            self.log.info("already trained for %d epochs; nothing to do", start)
         for epoch in range(start + 1, t.epochs + 1):
             self.generator.manual_seed(epoch_seed(self.exp.seed, epoch))
             if self.dist.active:
@@ -271,7 +280,7 @@ class _Run:
                 "eval_seconds": round(eval_seconds, 3),
             }
             self.history.append(row)
-            log.info(
+            self.log.info(
                 "epoch %d/%d  train loss %.4f acc %s  test loss %s acc %s  lr %.3g  %.1f s",
                 epoch,
                 t.epochs,
@@ -326,7 +335,7 @@ class _Run:
                     bar.set_postfix(loss=f"{running_loss:.4f}", acc=_percent(running_acc), refresh=False)
                     bar.update(1)
                 if wants_log:
-                    log.info(
+                    self.log.info(
                         "epoch %d batch %d/%d  loss %.4f acc %s", epoch, index, batches, running_loss,
                         _percent(running_acc),
                     )

@@ -1,5 +1,7 @@
 """Optimizers and learning-rate schedules named by the ``[train]`` table."""
 
+import math
+
 import torch
 
 # A weight_decay of None means the optimizer's usual default.
@@ -42,3 +44,17 @@ def build_scheduler(
     if name == "none":
         return None
     raise ValueError(f"unknown scheduler {name!r}")
+
+
+def stretch_cosine(scheduler, epochs: int) -> None:
+    """Re-plan a resumed cosine schedule to end at ``epochs`` (``train.epochs`` may grow on resume).
+
+    The learning rate restarts from the closed form at the current epoch, so a run
+    extended on resume follows the schedule it would have had with the new length.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) or scheduler.T_max == epochs:
+        return
+    scheduler.T_max = epochs
+    progress = (1 + math.cos(math.pi * scheduler.last_epoch / epochs)) / 2
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * progress
