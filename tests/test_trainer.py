@@ -3,8 +3,11 @@
 import json
 import logging
 import math
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,6 +88,30 @@ def test_resume_after_a_crash_mid_epoch(tmp_path):
         trainer(epochs=3).fit(make_experiment(run_dir, model=lambda: CrashingSNN(crash_after=8)))
     assert [row["epoch"] for row in rows(run_dir)] == [1]
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+
+    trainer(epochs=3).fit(make_experiment(run_dir, resume=True))
+    assert without_timings(rows(run_dir)) == without_timings(whole.history)
+
+
+def test_resume_after_the_process_is_killed_mid_epoch(tmp_path):
+    whole = trainer(epochs=3).fit(make_experiment(tmp_path / "whole"))
+
+    run_dir = tmp_path / "killed"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from snnframe.builtins.losses.spike_losses import ce_rate\n"
+        "from snnframe.builtins.training.bptt import BPTTTrainer\n"
+        "from trainer_toys import KilledSNN, make_experiment\n"
+        "experiment = make_experiment(Path(sys.argv[1]), model=lambda: KilledSNN(crash_after=15))\n"
+        "BPTTTrainer(epochs=3, lr=1e-2, device='cpu', loss=ce_rate(), milestones=[2]).fit(experiment)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, str(run_dir)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    # 6 batches an epoch: killed at batch 3 of epoch 3, after two checkpoints
+    assert [row["epoch"] for row in rows(run_dir)] == [1, 2]
 
     trainer(epochs=3).fit(make_experiment(run_dir, resume=True))
     assert without_timings(rows(run_dir)) == without_timings(whole.history)

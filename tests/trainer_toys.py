@@ -5,7 +5,9 @@ time, and a two-layer leaky integrate-and-fire network with dropout (so the
 resume tests also exercise the restored torch RNG).
 """
 
+import os
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,16 @@ class CrashingSNN(ToySNN):
             if self.calls > self.crash_after:
                 raise InjectedCrash(f"crash in forward pass {self.calls}")
         return super().forward(x)
+
+
+class KilledSNN(CrashingSNN):
+    """Kills its own process (SIGKILL: no clean-up, no flush) instead of raising."""
+
+    def forward(self, x):
+        try:
+            return super().forward(x)
+        except InjectedCrash:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def seed_everything(seed: int) -> None:
