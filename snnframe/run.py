@@ -111,10 +111,12 @@ def write_recipe(recipe: Recipe, run_dir: Path) -> None:
 
 @contextlib.contextmanager
 def run_logging(run_dir: Path | None) -> Iterator[None]:
-    """Log ``snnframe.*`` to the console and (main process) to ``run_dir/training.log``."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    """Log ``snnframe.*`` to the console and ``run_dir/training.log``; ``None``: a silent rank > 0."""
+    handlers: list[logging.Handler] = []
     if run_dir is not None:
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        handlers.append(console)
         file_handler = logging.FileHandler(run_dir / "training.log", encoding="utf-8")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(file_handler)
