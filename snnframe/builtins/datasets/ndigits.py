@@ -58,16 +58,14 @@ def _store_name(seed: int, camera_key: dict) -> str:
     return f"ndigits-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.npz"
 
 
-def load_or_generate(directory: Path, seed: int) -> dict[str, np.ndarray]:
-    """The stored recordings for ``seed``, generating and storing them on first use."""
-    from snnframe.builtins.datasets.saccades import Camera, simulate
+def load_or_generate(path: Path, seed: int, camera) -> dict[str, np.ndarray]:
+    """The recordings stored at ``path``, simulating and storing them on first use."""
+    from snnframe.builtins.datasets.saccades import simulate
 
-    camera = Camera()
-    path = directory / _store_name(seed, camera.key())
     if not path.exists():
         images8, labels = load_digits8()
         x, y, t, p, offsets = simulate(render_28(images8), seed, camera)
-        directory.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         with open(temporary, "wb") as f:  # written whole, then renamed: concurrent runs are safe
             np.savez_compressed(f, x=x, y=y, t=t.astype(np.uint32), p=p, offsets=offsets, labels=labels)
@@ -107,11 +105,14 @@ class NDigits:
 
     def splits(self, transform):
         from snnframe.builtins.datasets._events import framed_splits
+        from snnframe.builtins.datasets.saccades import Camera
 
-        store = load_or_generate(self.root / "NDIGITS", self.seed)
+        camera = Camera()
+        name = _store_name(self.seed, camera.key())
+        store = load_or_generate(self.root / "NDIGITS" / name, self.seed, camera)
         train_idx, test_idx = split_indices(store["labels"])
         train, test = (
             Recordings(store, idx, transform, self.first_saccade_only) for idx in (train_idx, test_idx)
         )
-        key = {"dataset": "ndigits", "seed": self.seed, "version": GENERATOR_VERSION, "first_saccade_only": self.first_saccade_only}
+        key = {"dataset": "ndigits", "recordings": name, "first_saccade_only": self.first_saccade_only}
         return framed_splits(train, test, transform, cache_dir=self.cache_dir, key=key, augment=self.augment)

@@ -53,7 +53,7 @@ def displacement(t_us: float, camera: Camera) -> tuple[float, float]:
 
 def _view(canvas: np.ndarray, shift_x: float, shift_y: float) -> np.ndarray:
     """What the sensor sees: the canvas sampled bilinearly at the shifted sensor pixels."""
-    # sensor pixel u sees image column u - origin - shift, i.e. canvas column u + PAD - origin - shift
+    # sensor column u sees image column u - shift_x, i.e. canvas column PAD - shift_x + u
     cx, cy = PAD - shift_x, PAD - shift_y
     ix, iy = int(np.floor(cx)), int(np.floor(cy))
     wx, wy = cx - ix, cy - iy
