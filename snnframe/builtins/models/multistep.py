@@ -29,6 +29,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from snnframe.builtins.models import compact
 from snnframe.builtins.neurons.base import SpikingNeuron
 
 DEFAULT_CPU_FOLD_CHUNK = 256
@@ -48,14 +49,17 @@ class SpikingSequential(nn.Sequential):
             layers that are :class:`SpikingNeuron` instances.
         fold_chunk: samples per chunk when running folded segments; ``None`` means the
             default (256 on CPU, unchunked on other devices), 0 means never chunk.
+        compact: let stateless layers save compact tensors for backward (:mod:`compact`).
     """
 
-    def __init__(self, *layers: nn.Module, neurons: Iterable[int] | None = None, fold_chunk: int | None = None):
+    def __init__(self, *layers: nn.Module, neurons: Iterable[int] | None = None, fold_chunk: int | None = None,
+                 compact: bool = True):
         super().__init__(*layers)
         if neurons is None:
             neurons = [i for i, layer in enumerate(layers) if isinstance(layer, SpikingNeuron)]
         self.neuron_indices = tuple(sorted(neurons))
         self.fold_chunk = fold_chunk
+        self.compact = compact
 
     def segments(self) -> list[tuple[str, list[nn.Module]]]:
         """``("stateless", [layers])`` and ``("neuron", [layer])`` groups, in order."""
@@ -75,37 +79,45 @@ class SpikingSequential(nn.Sequential):
         steps = x.shape[0]
         static = is_static(x)
         h = x[0] if static else x
+        binary = False  # whether h holds a built-in neuron's 0/1 spikes
         for kind, layers in self.segments():
             if kind == "neuron":
                 if static:  # the first neuron sees the hoisted activation as an expanded view
                     h, static = h.unsqueeze(0).expand(steps, *h.shape), False
                 h = layers[0](h)
+                binary = isinstance(layers[0], SpikingNeuron) and layers[0].binary_spikes
             elif static:
-                h = run_layers(layers, h)
+                h = run_layers(layers, h, binary, self.compact)
             else:
-                h = self._folded(layers, h)
+                h = self._folded(layers, h, binary)
         if static:
             h = h.unsqueeze(0).expand(steps, *h.shape)
         return h
 
-    def _folded(self, layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    def _folded(self, layers: list[nn.Module], x: torch.Tensor, binary: bool) -> torch.Tensor:
         steps, batch = x.shape[:2]
         flat = x.reshape(steps * batch, *x.shape[2:])
         chunk = self.fold_chunk
         if chunk is None:
             chunk = DEFAULT_CPU_FOLD_CHUNK if x.device.type == "cpu" else 0
         if chunk <= 0 or flat.shape[0] <= chunk:
-            out = run_layers(layers, flat)
+            out = run_layers(layers, flat, binary, self.compact)
         else:
-            out = torch.cat([run_layers(layers, part) for part in flat.split(chunk)])
+            out = torch.cat([run_layers(layers, part, binary, self.compact) for part in flat.split(chunk)])
         return out.unflatten(0, (steps, batch))
 
 
-def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Apply stateless ``layers`` to a batch, converting 4-d input of a convolution to channels-last."""
-    if x.dim() == 4 and any(isinstance(layer, nn.Conv2d) for layer in layers):
-        x = x.contiguous(memory_format=torch.channels_last)
+def run_layers(layers: list[nn.Module], x: torch.Tensor, binary: bool = False, save_compact: bool = True):
+    """Apply stateless ``layers`` to a batch (``binary``: ``x`` holds 0/1 spikes).
+
+    Convolutions compute on channels-last activations; with ``save_compact``, layers save
+    compact tensors for their backward pass while training (see :mod:`compact`).
+    """
     for layer in layers:
-        x = layer(x)
+        if save_compact:
+            x = compact.apply(layer, x, binary)
+        else:
+            x = layer(x.contiguous(memory_format=torch.channels_last) if compact.is_conv2d(layer, x) else x)
+        binary = binary and compact.keeps_binary(layer)
     return x
 

@@ -33,7 +33,12 @@ class SpikingNeuron(nn.Module):
 
     Subclasses implement :meth:`simulate`; :meth:`forward` fixes the calling convention:
     ``forward(x)`` returns spikes, ``forward(x, return_mem=True)`` returns ``(spikes, mem)``.
+    ``binary_spikes`` promises spikes that are exactly 0 or 1, which lets the layers after the
+    neuron store them compactly for the backward pass; a subclass emitting graded spikes must
+    set it to ``False``.
     """
+
+    binary_spikes = True
 
     def forward(self, x: torch.Tensor, return_mem: bool = False):
         if x.dim() < 2:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from snnframe.builtins.neurons import cpu_kernels
 from snnframe.builtins.neurons.base import (
     ResetMechanism,
     SpikingNeuron,
@@ -89,6 +90,9 @@ def leaky_forward(x, beta, threshold, reset, keep_mem):
     """Spikes ``[T, ...]`` and (``keep_mem``) the membrane ``[T, ...]`` for input ``x``."""
     spikes = step_buffer(x)
     mem = step_buffer(x) if keep_mem else None
+    if cpu_kernels.usable(x):
+        cpu_kernels.leaky_forward(x, float(beta), float(threshold), reset, spikes, mem)
+        return spikes, mem
     buffers = mem if keep_mem else step_buffer(x, steps=2)
     neg_threshold = -threshold
     for t in range(x.shape[0]):
@@ -121,9 +125,18 @@ class _LeakyFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_mem):
         mem, beta, threshold = ctx.saved_tensors
         want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad, surrogate_sum = lif_adjoint(
-            grad_spikes, grad_mem, mem, lambda t: mem[t] - threshold, beta, ctx.reset, ctx.surrogate, want_threshold
-        )
+        code = cpu_kernels.surrogate_code(ctx.surrogate)
+        if code is not None and cpu_kernels.usable(mem):
+            grad = step_buffer(mem)
+            surrogate_sum = cpu_kernels.leaky_backward(
+                mem, grad_spikes, grad_mem, float(beta), float(threshold), ctx.reset, code, grad
+            )
+            surrogate_sum = mem.new_tensor(surrogate_sum)
+        else:
+            grad, surrogate_sum = lif_adjoint(
+                grad_spikes, grad_mem, mem, lambda t: mem[t] - threshold, beta, ctx.reset, ctx.surrogate,
+                want_threshold,
+            )
         fired_before = mem[:-1] > threshold  # r_t for t >= 1
         grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
         grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, ctx.reset) if want_threshold else None

@@ -1,0 +1,331 @@
+"""Training-step benchmark: snnframe's engine vs the seed's snnTorch loop, side by side.
+
+Both sides train the reference CSNN (``12C5-MP2-64C5-MP2-FC10``, Leaky beta=0.5, fast-sigmoid
+slope 25, cross-entropy rate loss, Adam lr 1e-2) from the same initial weights on the same
+batch. Steps of the two sides alternate, so load from other processes hits both alike; each
+reported time is the median over the measured steps (spread: min-max). Peak memory is the rise
+of the peak RSS (CPU) or of the CUDA allocator's peak during one training step, each side in a
+fresh subprocess.
+
+    python benchmarks/bench_step.py            # full: static, events T=100 and T=300
+    python benchmarks/bench_step.py --quick    # fewer steps, T=300 only for memory
+    python benchmarks/bench_step.py --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+WORKLOADS = {
+    # name: (kind, batch, steps, input shape)
+    "static": ("static", 128, 50, (1, 28, 28)),
+    "events100": ("events", 32, 100, (2, 34, 34)),
+    "events300": ("events", 32, 300, (2, 34, 34)),
+}
+EVENT_DENSITY = 0.02  # fraction of active pixels per 1 ms frame (N-MNIST: ~1-2 %)
+BETA, SLOPE, LR = 0.5, 25.0, 1e-2
+
+
+@dataclass
+class Side:
+    name: str
+    model: nn.Module
+    step: callable  # () -> None, one training step
+    evaluate: callable  # () -> None, one no-grad forward
+
+
+# ---- the two implementations -------------------------------------------------------------
+
+
+def seed_model(input_shape):
+    """The seed's snnTorch network: an nn.Sequential stepped once per time step."""
+    import snntorch as snn
+    from snntorch import surrogate
+
+    grad = surrogate.fast_sigmoid(slope=SLOPE)
+    c, h, w = input_shape
+    for _ in range(2):
+        h, w = (h - 4) // 2, (w - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(c, 12, 5), nn.MaxPool2d(2), snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True),
+        nn.Conv2d(12, 64, 5), nn.MaxPool2d(2), snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True),
+        nn.Flatten(), nn.Linear(64 * h * w, 10),
+        snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True, output=True),
+    )
+
+
+def seed_side(model, x, y, static):
+    from snntorch import utils
+    import snntorch.functional as SF
+
+    loss_fn = SF.ce_rate_loss()
+    opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.999))
+    steps = x.shape[0]
+
+    def forward():
+        utils.reset(model)
+        spikes = []
+        for t in range(steps):
+            spk, _ = model(x[0] if static else x[t])
+            spikes.append(spk)
+        return torch.stack(spikes)
+
+    def step():
+        loss = loss_fn(forward(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def evaluate():
+        with torch.no_grad():
+            forward()
+
+    return Side("snnTorch", model, step, evaluate)
+
+
+def snnframe_model(input_shape):
+    from snnframe.builtins.models.csnn import csnn
+    from snnframe.builtins.neurons.leaky import Leaky
+    from snnframe.builtins.neurons.surrogates import FastSigmoid
+
+    return csnn(input_shape=input_shape, num_classes=10,
+                neuron=lambda: Leaky(beta=BETA, surrogate=FastSigmoid(slope=SLOPE)))
+
+
+def snnframe_side(model, x, y, precision):
+    from snnframe.builtins.losses.spike_losses import ce_rate
+
+    loss_fn = ce_rate()
+    opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.999))
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(x.device.type, enabled=precision == "fp16")
+
+    def autocast():
+        return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def step():
+        with autocast():
+            loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    def evaluate():
+        with torch.no_grad(), autocast():
+            model(x)
+
+    return Side("snnframe", model, step, evaluate)
+
+
+# ---- workload ------------------------------------------------------------------------------
+
+
+def make_batch(workload, device, seed=0):
+    """``x [T, B, ...]`` (static: an expanded view, as the ``static`` encoder returns) and labels."""
+    kind, batch, steps, shape = WORKLOADS[workload]
+    g = torch.Generator().manual_seed(seed)
+    if kind == "static":
+        # MNIST-like: ~20 % of pixels lit, intensities in [0.5, 1]
+        lit = torch.rand(batch, *shape, generator=g) < 0.2
+        img = torch.where(lit, 0.5 + 0.5 * torch.rand(batch, *shape, generator=g), 0.0).to(device)
+        x = img.unsqueeze(0).expand(steps, *img.shape)
+    else:
+        x = (torch.rand(steps, batch, *shape, generator=g) < EVENT_DENSITY).float().to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
+    return x, y
+
+
+def build(workload, device, which, precision="fp32", compile_model=False):
+    kind, _, _, shape = WORKLOADS[workload]
+    torch.manual_seed(0)
+    seed_net = seed_model(shape).to(device)
+    x, y = make_batch(workload, device)
+    if which == "snnTorch":
+        return seed_side(seed_net, x, y, kind == "static")
+    net = snnframe_model(shape).to(device)
+    own = dict(net.named_parameters())
+    with torch.no_grad():
+        for name, p in seed_net.named_parameters():  # same initial weights
+            own[name].copy_(p)
+    if compile_model:
+        net = torch.compile(net)
+    return snnframe_side(net, x, y, precision)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def compare(sides, what, warmup, repeats, device):
+    """Alternate the sides' ``what`` (step/evaluate); per-side lists of seconds."""
+    for _ in range(warmup):
+        for side in sides:
+            getattr(side, what)()
+    times = {side.name: [] for side in sides}
+    for _ in range(repeats):
+        for side in sides:
+            times[side.name].append(timed(getattr(side, what), device))
+    return times
+
+
+# ---- memory (one subprocess per side) ------------------------------------------------------
+
+
+def status_bytes(field):
+    """``VmRSS`` / ``VmHWM`` (peak RSS) of this process from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(workload, which, device, precision):
+    side = build(workload, device, which, precision)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        side.step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+        base = status_bytes("VmRSS")
+        side.step()
+        peak = status_bytes("VmHWM") - base
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def peak_memory(workload, which, device, precision):
+    cmd = [sys.executable, __file__, "--memory-child", which, "--workloads", workload,
+           "--device", str(device), "--precision", precision]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
+
+
+# ---- dense-FLOP floor ----------------------------------------------------------------------
+
+
+def sgemm_rate(device, n=4096, repeats=5):
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = min(timed(lambda: a @ b, device) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def step_flops(workload, hoisted):
+    """Multiply-add FLOPs (x2) of the convolutions and the linear layer: forward + backward.
+
+    Backward costs 2x forward (input and weight gradients), except for the first layer, which
+    needs no input gradient. With ``hoisted`` (snnframe on static input) the first conv runs on
+    ``B`` samples instead of ``T * B``.
+    """
+    kind, batch, steps, (c, h, w) = WORKLOADS[workload]
+    n = steps * batch
+    h1, w1 = h - 4, w - 4
+    conv1 = 2 * c * 25 * 12 * h1 * w1
+    h2, w2 = h1 // 2 - 4, w1 // 2 - 4
+    conv2 = 2 * 12 * 25 * 64 * h2 * w2
+    fc = 2 * 64 * (h2 // 2) * (w2 // 2) * 10
+    first = (batch if hoisted and kind == "static" else n) * conv1 * 2
+    return first + n * (conv2 + fc) * 3
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def fmt_spread(ts):
+    return f"{statistics.median(ts) * 1e3:.0f} ms ({min(ts) * 1e3:.0f}-{max(ts) * 1e3:.0f})"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="1 warm-up + 3 measured steps per side")
+    p.add_argument("--workloads", default="static,events100,events300")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7, help="measured steps per side")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast dtype of the snnframe side (snnTorch stays fp32, as the seed runs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the snnframe model")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-eval", action="store_true", help="skip the no-grad evaluation timing")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    workloads = args.workloads.split(",")
+    if args.memory_child:
+        return memory_child(workloads[0], args.memory_child, device, args.precision)
+    warmup, repeats = (1, 3) if args.quick else (args.warmup, args.repeats)
+
+    print(f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
+             f", {torch.get_num_threads()} threads")
+          + f", precision {args.precision}{', compiled' if args.compile else ''}")
+    rate = sgemm_rate(device)
+    print(f"measured SGEMM rate (4096^3, fp32): {rate / 1e9:.0f} GFLOP/s\n")
+
+    rows = []
+    for workload in workloads:
+        kind, batch, steps, shape = WORKLOADS[workload]
+        sides = [build(workload, device, "snnTorch"),
+                 build(workload, device, "snnframe", args.precision, args.compile)]
+        quick_skip = args.quick and workload == "events300"
+        train = None if quick_skip else compare(sides, "step", warmup, repeats, device)
+        evals = None if (args.no_eval or quick_skip) else compare(sides, "evaluate", warmup, repeats, device)
+        del sides
+        mem = None
+        if not args.no_memory:
+            mem = {w: peak_memory(workload, w, device, args.precision) for w in ("snnTorch", "snnframe")}
+        rows.append((workload, batch, steps, train, evals, mem))
+        print_row(workload, batch, steps, train, evals, mem, rate)
+    return rows
+
+
+def print_row(workload, batch, steps, train, evals, mem, rate):
+    print(f"== {workload}: B={batch}, T={steps}")
+    if train:
+        a, b = statistics.median(train["snnTorch"]), statistics.median(train["snnframe"])
+        print(f"  train step  snnTorch {fmt_spread(train['snnTorch'])} = {batch / a:.0f} samples/s")
+        print(f"              snnframe {fmt_spread(train['snnframe'])} = {batch / b:.0f} samples/s"
+              f"   speed-up {a / b:.2f}x")
+        floor_seed, floor_own = step_flops(workload, False) / rate, step_flops(workload, True) / rate
+        print(f"  dense-FLOP floor (conv+linear FLOPs / SGEMM rate): snnTorch's step {floor_seed * 1e3:.0f} ms,"
+              f" snnframe's step {floor_own * 1e3:.0f} ms")
+    if evals:
+        a, b = statistics.median(evals["snnTorch"]), statistics.median(evals["snnframe"])
+        print(f"  evaluation  snnTorch {fmt_spread(evals['snnTorch'])}, snnframe {fmt_spread(evals['snnframe'])}"
+              f"   speed-up {a / b:.2f}x")
+    if mem:
+        a, b = mem["snnTorch"], mem["snnframe"]
+        print(f"  peak memory of a step  snnTorch {a / 2**20:.0f} MiB, snnframe {b / 2**20:.0f} MiB"
+              f"   ratio {b / a:.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

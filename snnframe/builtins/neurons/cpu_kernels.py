@@ -1,0 +1,134 @@
+r"""Numba kernels for the ``leaky`` time loop on CPU (forward and adjoint in one pass each).
+
+The PyTorch loop issues ~4 tensor operations per time step, each streaming a whole step through
+memory; these kernels keep a block of neurons' state in registers/cache and run all ``T`` steps
+for it, in parallel over blocks (measured in ``docs/engine.md``: about 3x faster for the CSNN's
+first layer). numba is a plain wheel (no compiler needed; LLVM ships inside it) and is already
+installed through tonic -> librosa; without it, or for tensors it does not handle, the PyTorch
+loop runs instead. Set ``SNNFRAME_NUMBA=0`` to force the PyTorch loop.
+
+Tensors are handed to the kernels as ``[T, N]`` arrays in the memory order of one time step
+(channels-last stays channels-last); a time-expanded input has stride 0 along ``T``.
+The arithmetic follows the PyTorch loop's order, so forward results are bitwise equal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
+
+RESETS = {"subtract": 0, "zero": 1, "none": 2}
+BLOCK = 2048  # neurons per parallel work item: state and one step of I/O stay in cache
+
+_kernels = None
+
+
+def surrogate_code(surrogate) -> tuple[int, float] | None:
+    """``(id, parameter)`` of a built-in surrogate the kernels evaluate inline, else ``None``."""
+    kind = type(surrogate)
+    if kind is FastSigmoid:
+        return 0, surrogate.slope
+    if kind is ATan:
+        return 1, surrogate.alpha
+    if kind is Sigmoid:
+        return 2, surrogate.slope
+    if kind is Triangular:
+        return 3, surrogate.threshold
+    if kind is StraightThrough:
+        return 4, 0.0
+    return None
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels can run on these tensors (CPU, float32/float64, numba importable)."""
+    if os.environ.get("SNNFRAME_NUMBA", "1") == "0":
+        return False
+    if not all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors):
+        return False
+    return _load() is not None
+
+
+def _load():
+    global _kernels
+    if _kernels is None:
+        try:
+            from snnframe.builtins.neurons import _numba_leaky
+        except Exception:  # numba missing or broken: the PyTorch loop runs instead
+            _kernels = False
+        else:
+            _kernels = _numba_leaky
+    return _kernels or None
+
+
+def memory_order(step: torch.Tensor) -> list[int]:
+    """Dimensions of a dense step from outermost to innermost in memory."""
+    return sorted(range(step.dim()), key=lambda d: -step.stride(d))
+
+
+def as_2d(x: torch.Tensor, order: list[int]) -> torch.Tensor | None:
+    """``x [T, ...]`` as a ``[T, N]`` view whose rows are steps in ``order``; ``None`` if not a view."""
+    v = x.permute(0, *[d + 1 for d in order])
+    steps, n = v.shape[0], v[0].numel()
+    if not v[0].is_contiguous() or (steps > 1 and v.stride(0) not in (0, n)):
+        return None
+    return v.reshape(steps, n)
+
+
+def arrays(x: torch.Tensor, order: list[int], like: torch.Tensor):
+    """A numpy ``[T, N]`` view of ``x`` in the step layout of ``like`` (copied into it if needed)."""
+    view = as_2d(x, order)
+    if view is None:
+        copy = torch.empty_like(like)
+        copy.copy_(x)
+        view = as_2d(copy, order)
+    return view.detach().numpy()
+
+
+def _scalar_type(dtype: torch.dtype):
+    return np.float64 if dtype == torch.float64 else np.float32
+
+
+def set_threads():
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def leaky_forward(x, beta, threshold, reset, spikes, mem):
+    """Fill ``spikes`` (and ``mem`` unless ``None``) for input ``x``; all ``[T, ...]``."""
+    k = _load()
+    order = memory_order(spikes[0])
+    np_dtype = _scalar_type(spikes.dtype)
+    s2 = as_2d(spikes, order).numpy()
+    m2 = as_2d(mem, order).numpy() if mem is not None else s2[:0]
+    set_threads()
+    k.leaky_forward(arrays(x, order, spikes), np_dtype(beta), np_dtype(threshold), RESETS[reset],
+                    s2, m2, mem is not None, BLOCK)
+
+
+def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, code, grad):
+    """Fill ``grad`` (``∂L/∂X``) and return :math:`\\sum_t g^S_t σ'(U_t - θ)`."""
+    k = _load()
+    order = memory_order(mem[0])
+    np_dtype = _scalar_type(mem.dtype)
+    m2 = as_2d(mem, order).detach().numpy()
+    empty = m2[:0]
+    gs = arrays(grad_spikes, order, mem) if grad_spikes is not None else empty
+    gm = arrays(grad_mem, order, mem) if grad_mem is not None else empty
+    blocks = math.ceil(m2.shape[1] / BLOCK)
+    partial = torch.zeros(blocks, dtype=torch.float64).numpy()
+    sid, param = code
+    if sid == 1:  # atan: σ'(x) = (α/2) / (1 + (π α x / 2)^2), pass α/2 and πα/2
+        p1, p2 = param / 2, math.pi * param / 2
+    else:
+        p1, p2 = param, 0.0
+    set_threads()
+    k.leaky_backward(m2, gs, gm, grad_spikes is not None, grad_mem is not None, np_dtype(beta),
+                     np_dtype(threshold), RESETS[reset], sid, np_dtype(p1), np_dtype(p2),
+                     as_2d(grad, order).numpy(), partial, BLOCK)
+    return float(partial.sum())

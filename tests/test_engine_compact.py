@@ -1,0 +1,104 @@
+"""Compact saved tensors: uint8 max-pool offsets, uint8 spikes, views instead of copies."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snnframe.builtins.models import compact, pool_kernels
+from snnframe.builtins.models.csnn import csnn
+from snnframe.builtins.neurons.leaky import Leaky
+from snnframe.builtins.neurons.surrogates import FastSigmoid
+
+
+@pytest.fixture(params=["numba", "torch"])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("SNNFRAME_NUMBA", "1" if request.param == "numba" else "0")
+    return request.param
+
+
+@pytest.mark.parametrize("k, size", [(2, 8), (2, 11), (3, 9)])
+def test_max_pool_equals_pytorchs_with_ties(backend, k, size):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, (4, 5, size, size), generator=g).float()  # many ties
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(4, 5, size // k, size // k, generator=g)
+    ref = F.max_pool2d(x, k)
+    ref.backward(grad)
+    ref_grad, x.grad = x.grad, None
+    out = compact._CompactMaxPool2d.apply(x, k)
+    out.backward(grad)
+    assert torch.equal(out, ref)
+    assert torch.equal(x.grad, ref_grad)  # the same (first) maximum of each window gets the gradient
+
+
+def test_max_pool_offsets_are_uint8_and_nan_wins(backend):
+    x = torch.tensor([[1.0, 5.0], [float("nan"), 2.0]]).view(1, 1, 2, 2)
+    out, offsets = pool_kernels.max_pool_forward(x, 2)
+    assert torch.isnan(out).all() and offsets.dtype == torch.uint8 and offsets.item() == 2
+    assert torch.isnan(F.max_pool2d(x, 2)).all()
+
+
+def saved_tensors(fn):
+    """Run ``fn`` and return the tensors autograd saved for backward."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = fn()
+    return out, saved
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_compact_conv_and_linear_gradients_equal_the_plain_layers(binary):
+    torch.manual_seed(0)
+    conv, lin = nn.Conv2d(3, 4, 3, padding=1, stride=2), nn.Linear(12, 5)
+    x = (torch.rand(6, 3, 9, 9) < 0.3).float() if binary else torch.randn(6, 3, 9, 9)
+    x.requires_grad_()
+    xl = (torch.rand(6, 12) < 0.3).float().requires_grad_()
+    ref = (conv(x) ** 2).sum() + (lin(xl) ** 2).sum()
+    ref.backward()
+    refs = [t.grad.clone() for t in (x, xl, conv.weight, conv.bias, lin.weight, lin.bias)]
+    for t in (x, xl, conv.weight, conv.bias, lin.weight, lin.bias):
+        t.grad = None
+    out, saved = saved_tensors(lambda: (compact.apply(conv, x, binary) ** 2).sum()
+                               + (compact.apply(lin, xl, True) ** 2).sum())
+    out.backward()
+    torch.testing.assert_close(out, ref)
+    for got, want in zip([t.grad for t in (x, xl, conv.weight, conv.bias, lin.weight, lin.bias)], refs):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    inputs = [t for t in saved if t.shape in (x.shape, xl.shape)]
+    assert [t.dtype for t in inputs] == ([torch.uint8] if binary else [torch.float32]) + [torch.uint8]
+    if not binary:
+        assert inputs[0] is x  # the input itself, not a channels-last copy
+
+
+def test_csnn_saves_less_than_half_for_backward():
+    def run(save_compact):
+        torch.manual_seed(0)
+        net = csnn(input_shape=(2, 34, 34), num_classes=10,
+                   neuron=lambda: Leaky(beta=0.5, surrogate=FastSigmoid()))
+        net.compact = save_compact
+        x = (torch.rand(20, 4, 2, 34, 34, generator=torch.Generator().manual_seed(1)) < 0.05).float()
+        out, saved = saved_tensors(lambda: net(x))
+        out.sum().backward()
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in saved}
+        return out, sum(storages.values()) - x.numel() * 4 * (x.untyped_storage().data_ptr() in storages), net
+
+    out, compact_bytes, net = run(True)
+    ref, plain_bytes, ref_net = run(False)
+    assert torch.equal(out, ref)
+    for p, q in zip(net.parameters(), ref_net.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)
+    assert compact_bytes < 0.45 * plain_bytes
+
+
+def test_bf16_autocast_trains_with_float32_parameters():
+    torch.manual_seed(0)
+    net = csnn(input_shape=(1, 16, 16), num_classes=4, neuron=lambda: Leaky(beta=0.5), channels=[4, 8], kernel_size=3)
+    img = torch.rand(5, 1, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(img.unsqueeze(0).expand(6, *img.shape))
+        loss = F.cross_entropy(out.sum(0), torch.arange(5) % 4)
+    loss.backward()
+    assert out.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+               for p in net.parameters())
