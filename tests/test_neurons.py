@@ -17,10 +17,17 @@ from snnframe.builtins.neurons.alif import ALIF, _ALIFFunction
 from snnframe.builtins.neurons.base import SpikingNeuron
 from snnframe.builtins.neurons.leaky import Leaky, _LeakyFunction
 from snnframe.builtins.neurons.plif import PLIF, _PLIFFunction
-from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid
+from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
 from snnframe.builtins.neurons.synaptic import Synaptic, _SynapticFunction
 
 RESETS = ["subtract", "zero", "none"]
+
+
+@pytest.fixture(params=["numba", "torch"])
+def loop(request, monkeypatch):
+    """leaky runs numba kernels on CPU and the PyTorch loop elsewhere: test both."""
+    monkeypatch.setenv("SNNFRAME_NUMBA", "1" if request.param == "numba" else "0")
+    return request.param
 
 
 def current(*shape, dtype=torch.float32, seed=0):
@@ -54,7 +61,7 @@ def run_snntorch(ref, x):
 
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("learn", [False, True])
-def test_leaky_equals_snntorch(reset, learn):
+def test_leaky_equals_snntorch(reset, learn, loop):
     kw = dict(beta=0.7, threshold=0.8, reset_mechanism=reset, learn_beta=learn, learn_threshold=learn)
     ref = snn.Leaky(spike_grad=snn_surrogate.fast_sigmoid(slope=25), **kw)
     ours = Leaky(surrogate=FastSigmoid(slope=25), **kw)
@@ -72,7 +79,7 @@ def test_leaky_equals_snntorch(reset, learn):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
 
 
-def test_leaky_equals_the_seeds_init_hidden_loop():
+def test_leaky_equals_the_seeds_init_hidden_loop(loop):
     """snnTorch stepped the seed's way: init_hidden=True, utils.reset, default surrogate (atan)."""
     ref = torch.nn.Sequential(snn.Leaky(beta=0.5, init_hidden=True, output=True))
     x = current(30, 8, 16)
@@ -166,6 +173,27 @@ def test_alif_equals_reference(reset):
     torch.testing.assert_close(ours.threshold.grad, threshold.grad, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("surrogate", [FastSigmoid(slope=5.0), ATan(), Sigmoid(slope=4.0), Triangular(), StraightThrough()],
+                         ids=repr)
+def test_leaky_float64_gradients_equal_reference(reset, surrogate, loop):
+    """Every built-in surrogate inside the fused backward (numba evaluates them inline)."""
+    ours = Leaky(beta=0.75, threshold=0.875, reset_mechanism=reset, learn_beta=True, learn_threshold=True,
+                 surrogate=surrogate).double()
+    x = current(30, 3, 20, dtype=torch.float64)
+    beta = torch.tensor(0.75, dtype=torch.float64, requires_grad=True)
+    threshold = torch.tensor(0.875, dtype=torch.float64, requires_grad=True)
+    s_ref, m_ref = alif_reference(x, beta, threshold, 0.0, 0.0, reset, surrogate)  # beta_a = 0: leaky
+    backward_with_weights(s_ref, m_ref)
+    grad_ref, x.grad = x.grad, None
+    s, m = ours(x, return_mem=True)
+    backward_with_weights(s, m)
+    assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
+    torch.testing.assert_close(x.grad, grad_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours.beta.grad, beta.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours.threshold.grad, threshold.grad, rtol=1e-10, atol=1e-10)
+
+
 def test_alif_threshold_rises_with_spikes():
     """Constant drive: with adaptation the neuron fires less often than leaky with the same beta."""
     x = torch.full((100, 1, 1), 0.5)
@@ -223,7 +251,7 @@ GRADCHECKS = {
 
 
 @pytest.mark.parametrize("name", list(GRADCHECKS))
-def test_gradcheck_membrane(name):
+def test_gradcheck_membrane(name, loop):
     fn, params = GRADCHECKS[name]()
     x = current(8, 2, 3, dtype=torch.float64, seed=3)
     out = fn(x, *params)
@@ -237,7 +265,7 @@ NEURONS = [Leaky, Synaptic, ALIF, PLIF]
 
 
 @pytest.mark.parametrize("cls", NEURONS)
-def test_contract_shapes_fresh_state_and_hooks(cls):
+def test_contract_shapes_fresh_state_and_hooks(cls, loop):
     neuron = cls()
     assert isinstance(neuron, SpikingNeuron)
     x = current(10, 4, 3, 5, 5) * 2
