@@ -137,7 +137,7 @@ class _ALIFFunction(torch.autograd.Function):
         shifted, mem, beta = ctx.saved_tensors
         want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         grad, surrogate_sum = lif_adjoint(
-            grad_spikes, grad_mem, shifted, lambda t: shifted[t], beta, ctx.reset, ctx.surrogate, want_threshold
+            grad_spikes, grad_mem, shifted, beta, ctx.reset, ctx.surrogate, want_threshold
         )
         fired_before = shifted[:-1] > 0
         grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None

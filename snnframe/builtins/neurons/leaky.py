@@ -134,8 +134,7 @@ class _LeakyFunction(torch.autograd.Function):
             surrogate_sum = mem.new_tensor(surrogate_sum)
         else:
             grad, surrogate_sum = lif_adjoint(
-                grad_spikes, grad_mem, mem, lambda t: mem[t] - threshold, beta, ctx.reset, ctx.surrogate,
-                want_threshold,
+                grad_spikes, grad_mem, mem - threshold, beta, ctx.reset, ctx.surrogate, want_threshold
             )
         fired_before = mem[:-1] > threshold  # r_t for t >= 1
         grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
@@ -143,32 +142,28 @@ class _LeakyFunction(torch.autograd.Function):
         return grad, grad_beta, grad_threshold, None, None
 
 
-def lif_adjoint(grad_spikes, grad_mem, layout, shifted, beta, reset, surrogate, want_surrogate_sum):
+def lif_adjoint(grad_spikes, grad_mem, shifted, beta, reset, surrogate, want_surrogate_sum):
     r"""Run :math:`G_t = g^S_t σ'(D_t) + ∂L/∂U_t + a_{t+1} G_{t+1}` backwards in time.
 
-    ``shifted(t)`` gives :math:`D_t = U_t - Θ_t`, the membrane minus the threshold it was
-    compared with (so :math:`r_{t+1} = [D_t > 0]`); ``layout`` is a ``[T, ...]`` tensor whose
-    memory layout ``G`` takes. Returns ``G`` and, if asked,
-    :math:`\sum_t g^S_t σ'(D_t)` (part of the threshold's gradient).
+    ``shifted`` holds :math:`D_t = U_t - Θ_t` for all steps, the membrane minus the threshold it
+    was compared with (so :math:`r_{t+1} = [D_t > 0]`). The surrogate is applied to all steps at
+    once, leaving one operation per step (few kernel launches on a GPU). Returns ``G`` and, if
+    asked, :math:`\sum_t g^S_t σ'(D_t)` (part of the threshold's gradient).
     """
-    steps = layout.shape[0]
-    grad = step_buffer(layout)
+    grad = step_buffer(shifted)
     surrogate_sum = grad.new_zeros(())
-    for t in range(steps - 1, -1, -1):
-        g, d = grad[t], shifted(t)
-        if grad_spikes is not None:
-            torch.mul(grad_spikes[t], surrogate.derivative(d), out=g)
-            if want_surrogate_sum:
-                surrogate_sum += g.sum()
-        else:
-            g.zero_()
-        if grad_mem is not None:
-            g.add_(grad_mem[t])
-        if t + 1 < steps:
-            carry = grad[t + 1]
-            if reset == "zero":
-                carry = carry * (d <= 0)  # a step that fired passes nothing back through the reset
-            g.addcmul_(carry, beta)
+    if grad_spikes is not None:
+        torch.mul(grad_spikes, surrogate.derivative(shifted), out=grad)
+        if want_surrogate_sum:
+            surrogate_sum = grad.sum()
+    else:
+        grad.zero_()
+    if grad_mem is not None:
+        grad.add_(grad_mem)
+    # a_{t+1} = beta, or beta (1 - r_{t+1}) for "zero": a step that fired passes nothing back
+    decay = beta * (shifted <= 0) if reset == "zero" else beta
+    for t in range(shifted.shape[0] - 2, -1, -1):
+        grad[t].addcmul_(grad[t + 1], decay[t] if reset == "zero" else decay)
     return grad, surrogate_sum
 
 

@@ -134,26 +134,26 @@ class _SynapticFunction(torch.autograd.Function):
         reset, surrogate = ctx.reset, ctx.surrogate
         _, want_alpha, want_beta, want_threshold = ctx.needs_input_grad[:4]
         steps = mem.shape[0]
-        grad_syn = step_buffer(mem)  # G^I, which is also ∂L/∂X
+        shifted = mem - threshold
         grad_mem_total = step_buffer(mem)  # G^U
         surrogate_sum = mem.new_zeros(())
+        if grad_spikes is not None:  # the surrogate for all steps at once: few operations per step
+            torch.mul(grad_spikes, surrogate.derivative(shifted), out=grad_mem_total)
+            if want_threshold:
+                surrogate_sum = grad_mem_total.sum()
+        else:
+            grad_mem_total.zero_()
+        if grad_mem is not None:
+            grad_mem_total.add_(grad_mem)
+        kept = shifted <= 0 if reset == "zero" else None  # c_{t+1} = 1 - r_{t+1}
+        decay = beta * kept if reset == "zero" else beta
+        grad_syn = step_buffer(mem)  # G^I, which is also ∂L/∂X
         for t in range(steps - 1, -1, -1):
-            gu, gi, d = grad_mem_total[t], grad_syn[t], mem[t] - threshold
-            if grad_spikes is not None:
-                torch.mul(grad_spikes[t], surrogate.derivative(d), out=gu)
-                if want_threshold:
-                    surrogate_sum += gu.sum()
-            else:
-                gu.zero_()
-            if grad_mem is not None:
-                gu.add_(grad_mem[t])
+            gu, gi = grad_mem_total[t], grad_syn[t]
             if t + 1 < steps:
-                carry = grad_mem_total[t + 1]
-                if reset == "zero":
-                    carry = carry * (d <= 0)
-                gu.addcmul_(carry, beta)
+                gu.addcmul_(grad_mem_total[t + 1], decay[t] if reset == "zero" else decay)
             if reset == "zero" and t > 0:
-                torch.mul(gu, mem[t - 1] <= threshold, out=gi)
+                torch.mul(gu, kept[t - 1], out=gi)
             else:
                 gi.copy_(gu)
             if t + 1 < steps:
