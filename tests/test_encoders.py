@@ -7,7 +7,7 @@ import pytest
 import torch
 from snntorch import spikegen
 
-from snnframe.builtins.encoders.frames import Frames, FrameTransform, denoise, pad_time_major
+from snnframe.builtins.encoders.frames import Frames, FrameTransform, denoise
 from snnframe.builtins.encoders.spikegen import Delta, Latency, Rate
 from snnframe.builtins.encoders.static import Static
 from snnframe.contracts import DatasetInfo
@@ -153,7 +153,7 @@ def test_frame_transform_repr_names_its_parameters():
 
 def test_collation_pads_and_is_time_major():
     samples = [(np.ones((3, 2, 34, 34), np.int16), 4), (torch.full((5, 2, 34, 34), 2.0), 7)]
-    x, y = pad_time_major(samples)
+    x, y = Frames().collate_fn(EVENTS)(samples)
     assert x.shape == (5, 2, 2, 34, 34) and x.dtype == torch.float32
     assert torch.equal(y, torch.tensor([4, 7]))
     assert x[:3, 0].eq(1).all() and x[3:, 0].eq(0).all() and x[:, 1].eq(2).all()

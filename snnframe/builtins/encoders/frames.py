@@ -75,23 +75,6 @@ class FrameTransform:
         return to_frame(events)
 
 
-def pad_time_major(batch):
-    """Collate ``(frames [T_i, ...], label)`` pairs into ``([T_max, B, ...] float32, labels)``.
-
-    Like ``tonic.collation.PadTensors(batch_first=False)``: shorter recordings
-    are padded with empty frames at the end.
-    """
-    import torch
-
-    frames = [torch.as_tensor(np.asarray(sample) if not torch.is_tensor(sample) else sample) for sample, _ in batch]
-    length = max(f.shape[0] for f in frames)
-    out = torch.zeros((length, len(frames), *frames[0].shape[1:]), dtype=torch.float32)
-    for i, f in enumerate(frames):
-        out[: f.shape[0], i] = f
-    labels = torch.as_tensor([int(label) for _, label in batch], dtype=torch.long)
-    return out, labels
-
-
 class Frames:
     """Accumulate events into frames of ``time_window_us`` (default 1 ms, the seed's)
     or into ``n_time_bins`` equal bins, after tonic's ``Denoise`` with
@@ -127,7 +110,10 @@ class Frames:
         )
 
     def collate_fn(self, info: DatasetInfo):
-        return pad_time_major
+        from tonic.collation import PadTensors
+
+        # pads shorter recordings with empty frames at the end; stacks time-major [T, B, ...]
+        return PadTensors(batch_first=False)
 
     def input_shape(self, info: DatasetInfo) -> tuple[int, ...]:
         width, height, polarities = info.shape
