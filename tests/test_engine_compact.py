@@ -102,3 +102,39 @@ def test_bf16_autocast_trains_with_float32_parameters():
     assert out.dtype == torch.float32 and torch.isfinite(loss)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
                for p in net.parameters())
+
+
+def test_event_driven_conv_pool_equals_dense():
+    from snnframe.builtins.models import sparse_conv
+
+    torch.manual_seed(0)
+    conv, pool = nn.Conv2d(2, 6, 5), nn.MaxPool2d(2)
+    x = (torch.rand(40, 2, 17, 17, generator=torch.Generator().manual_seed(2)) < 0.03).float() * 2
+    assert sparse_conv.applicable(conv, pool, x) == 2
+    out = sparse_conv.conv_pool(conv, 2, x)
+    ref = pool(conv(x))
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    (out * grad).sum().backward()
+    got = [conv.weight.grad.clone(), conv.bias.grad.clone()]
+    conv.zero_grad()
+    (ref * grad).sum().backward()
+    torch.testing.assert_close(got[0], conv.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got[1], conv.bias.grad, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        x[0, 1, 4, 4] = float("nan")  # NaN wins its pooling windows, as in PyTorch
+        torch.testing.assert_close(sparse_conv.conv_pool(conv, 2, x), pool(conv(x)), rtol=1e-5, atol=1e-5,
+                                   equal_nan=True)
+
+
+def test_event_driven_conv_pool_is_used_only_where_it_applies():
+    from snnframe.builtins.models import sparse_conv
+
+    conv, pool = nn.Conv2d(2, 6, 5), nn.MaxPool2d(2)
+    sparse = (torch.rand(8, 2, 17, 17) < 0.02).float()
+    assert sparse_conv.applicable(conv, pool, sparse) == 2
+    assert sparse_conv.applicable(conv, pool, torch.rand(8, 2, 17, 17)) is None  # dense input
+    assert sparse_conv.applicable(conv, pool, sparse.requires_grad_()) is None  # needs an input gradient
+    assert sparse_conv.applicable(nn.Conv2d(2, 6, 5, padding=2), pool, sparse.detach()) is None
+    conv.register_forward_hook(lambda *a: None)
+    assert sparse_conv.applicable(conv, pool, sparse.detach()) is None  # hooks must see the layer run

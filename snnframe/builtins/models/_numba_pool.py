@@ -11,17 +11,18 @@ def max_pool_forward(x, k, out, offsets):
         b = row // oh
         i = row % oh
         for j in range(ow):
+            # channels innermost: contiguous, vectorised compare-and-select
             for ch in range(c):
-                best = x[b, i * k, j * k, ch]
-                at = 0
-                for dy in range(k):
-                    for dx in range(k):
+                out[b, i, j, ch] = x[b, i * k, j * k, ch]
+                offsets[b, i, j, ch] = 0
+            for dy in range(k):
+                for dx in range(k):
+                    at = dy * k + dx
+                    for ch in range(c):
                         v = x[b, i * k + dy, j * k + dx, ch]
-                        if v > best or np.isnan(v):  # PyTorch's rule: first maximum, NaN wins
-                            best = v
-                            at = dy * k + dx
-                out[b, i, j, ch] = best
-                offsets[b, i, j, ch] = at
+                        if v > out[b, i, j, ch] or np.isnan(v):  # PyTorch's rule: first maximum; NaN wins
+                            out[b, i, j, ch] = v
+                            offsets[b, i, j, ch] = at
 
 
 @njit(parallel=True, cache=True)

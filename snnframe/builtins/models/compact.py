@@ -92,7 +92,7 @@ class _CompactMaxPool2d(torch.autograd.Function):
         return pool_kernels.max_pool_backward(grad, offsets, ctx.k, ctx.input_shape, ctx.input_strides), None
 
 
-def _plain(module: nn.Module) -> bool:
+def plain(module: nn.Module) -> bool:
     """No hooks on the module: calling its functional form skips nothing."""
     return not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
 
@@ -115,7 +115,7 @@ def apply(module: nn.Module, x: torch.Tensor, binary: bool) -> torch.Tensor:
     4-d input of a convolution is computed on in channels-last layout.
     """
     conv = is_conv2d(module, x)
-    if not torch.is_grad_enabled() or not _plain(module):
+    if not torch.is_grad_enabled() or not plain(module):
         return module(x.contiguous(memory_format=torch.channels_last) if conv else x)
     if conv and type(module) is nn.Conv2d and module.padding_mode == "zeros" and isinstance(module.padding, tuple):
         return _CompactConv2d.apply(x, module.weight, module.bias, module, binary)

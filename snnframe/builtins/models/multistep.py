@@ -29,10 +29,11 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from snnframe.builtins.models import compact
+from snnframe.builtins.models import compact, sparse_conv
+from snnframe.builtins.models.host_memory import keep_freed_memory
 from snnframe.builtins.neurons.base import SpikingNeuron
 
-DEFAULT_CPU_FOLD_CHUNK = 256
+DEFAULT_CPU_FOLD_CHUNK = 512
 
 
 def is_static(x: torch.Tensor) -> bool:
@@ -48,7 +49,7 @@ class SpikingSequential(nn.Sequential):
         neurons: indices of the layers that are neurons (time-major, stateful); by default the
             layers that are :class:`SpikingNeuron` instances.
         fold_chunk: samples per chunk when running folded segments; ``None`` means the
-            default (256 on CPU, unchunked on other devices), 0 means never chunk.
+            default (512 on CPU, unchunked on other devices), 0 means never chunk.
         compact: let stateless layers save compact tensors for backward (:mod:`compact`).
     """
 
@@ -76,6 +77,8 @@ class SpikingSequential(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"expected time-major input [T, B, ...], got shape {tuple(x.shape)}")
+        if x.device.type == "cpu" and torch.is_grad_enabled():
+            keep_freed_memory()
         steps = x.shape[0]
         static = is_static(x)
         h = x[0] if static else x
@@ -113,11 +116,18 @@ def run_layers(layers: list[nn.Module], x: torch.Tensor, binary: bool = False, s
     Convolutions compute on channels-last activations; with ``save_compact``, layers save
     compact tensors for their backward pass while training (see :mod:`compact`).
     """
-    for layer in layers:
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        pool = sparse_conv.applicable(layer, layers[i + 1], x) if save_compact and i + 1 < len(layers) else None
+        if pool is not None:  # sparse input (event frames): event-driven conv fused with the max-pool
+            x, i, binary = sparse_conv.conv_pool(layer, pool, x), i + 2, False
+            continue
         if save_compact:
             x = compact.apply(layer, x, binary)
         else:
             x = layer(x.contiguous(memory_format=torch.channels_last) if compact.is_conv2d(layer, x) else x)
         binary = binary and compact.keeps_binary(layer)
+        i += 1
     return x
 

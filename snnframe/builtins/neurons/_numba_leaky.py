@@ -34,24 +34,28 @@ def leaky_forward(x, beta, thr, reset, spikes, mem, keep_mem, block):
     for b in prange((n + block - 1) // block):
         lo = b * block
         hi = min(n, lo + block)
-        u = np.zeros(hi - lo, dtype=spikes.dtype)
-        s = np.zeros(hi - lo, dtype=spikes.dtype)
+        u = np.empty(hi - lo, dtype=spikes.dtype)
+        s = np.empty(hi - lo, dtype=spikes.dtype)
+        for i in range(hi - lo):
+            u[i] = x[0, lo + i]
         for t in range(steps):
-            for i in range(hi - lo):
-                if t == 0:
-                    v = x[0, lo + i]
-                else:
+            # branch-free inner loops (one per reset mode) so LLVM vectorises them
+            if t > 0 and reset == 0:
+                for i in range(hi - lo):
+                    u[i] = (u[i] * beta + x[t, lo + i]) - s[i] * thr
+            elif t > 0 and reset == 1:
+                for i in range(hi - lo):
                     v = u[i] * beta
-                    if reset == 1:
-                        v = v - v * s[i]
-                    v = v + x[t, lo + i]
-                    if reset == 0:
-                        v = v - s[i] * thr
-                u[i] = v
-                s[i] = one if v > thr else zero
+                    u[i] = (v - v * s[i]) + x[t, lo + i]
+            elif t > 0:
+                for i in range(hi - lo):
+                    u[i] = u[i] * beta + x[t, lo + i]
+            for i in range(hi - lo):
+                s[i] = one if u[i] > thr else zero
                 spikes[t, lo + i] = s[i]
-                if keep_mem:
-                    mem[t, lo + i] = v
+            if keep_mem:
+                for i in range(hi - lo):
+                    mem[t, lo + i] = u[i]
 
 
 @njit(parallel=True, cache=True)

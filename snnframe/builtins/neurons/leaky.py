@@ -136,7 +136,7 @@ class _LeakyFunction(torch.autograd.Function):
             grad, surrogate_sum = lif_adjoint(
                 grad_spikes, grad_mem, mem - threshold, beta, ctx.reset, ctx.surrogate, want_threshold
             )
-        fired_before = mem[:-1] > threshold  # r_t for t >= 1
+        fired_before = mem[:-1] > threshold if (want_beta or want_threshold) else None  # r_t for t >= 1
         grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
         grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, ctx.reset) if want_threshold else None
         return grad, grad_beta, grad_threshold, None, None
