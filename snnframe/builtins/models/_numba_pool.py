@@ -1,4 +1,7 @@
-"""numba kernels for :mod:`pool_kernels` on ``[N, H, W, C]`` (channels-last) arrays."""
+"""numba kernels for :mod:`pool_kernels` on ``[N, H, W, C]`` (channels-last) arrays.
+
+Inner loops run over channels on 1-d slices without branches, so they vectorise.
+"""
 
 import numpy as np
 from numba import njit, prange
@@ -11,18 +14,22 @@ def max_pool_forward(x, k, out, offsets):
         b = row // oh
         i = row % oh
         for j in range(ow):
-            # channels innermost: contiguous, vectorised compare-and-select
+            best = out[b, i, j]
+            at = offsets[b, i, j]
+            first = x[b, i * k, j * k]
             for ch in range(c):
-                out[b, i, j, ch] = x[b, i * k, j * k, ch]
-                offsets[b, i, j, ch] = 0
+                best[ch] = first[ch]
+                at[ch] = 0
             for dy in range(k):
                 for dx in range(k):
-                    at = dy * k + dx
+                    if dy == 0 and dx == 0:
+                        continue
+                    here = np.uint8(dy * k + dx)
+                    v = x[b, i * k + dy, j * k + dx]
                     for ch in range(c):
-                        v = x[b, i * k + dy, j * k + dx, ch]
-                        if v > out[b, i, j, ch] or np.isnan(v):  # PyTorch's rule: first maximum; NaN wins
-                            out[b, i, j, ch] = v
-                            offsets[b, i, j, ch] = at
+                        take = (v[ch] > best[ch]) | (v[ch] != v[ch])  # PyTorch's rule: first maximum; NaN wins
+                        best[ch] = v[ch] if take else best[ch]
+                        at[ch] = here if take else at[ch]
 
 
 @njit(parallel=True, cache=True)
@@ -37,10 +44,13 @@ def max_pool_backward(grad, offsets, k, out):
         dy = y - i * k
         for x in range(w):
             j = x // k
-            at = dy * k + (x - j * k)
+            dst = out[b, y, x]
             if i < oh and j < ow:
+                here = np.uint8(dy * k + (x - j * k))
+                g = grad[b, i, j]
+                at = offsets[b, i, j]
                 for ch in range(c):
-                    out[b, y, x, ch] = grad[b, i, j, ch] if offsets[b, i, j, ch] == at else zero
+                    dst[ch] = g[ch] if at[ch] == here else zero
             else:
                 for ch in range(c):
-                    out[b, y, x, ch] = zero
+                    dst[ch] = zero

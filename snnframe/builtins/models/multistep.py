@@ -33,7 +33,7 @@ from snnframe.builtins.models import compact, sparse_conv
 from snnframe.builtins.models.host_memory import keep_freed_memory
 from snnframe.builtins.neurons.base import SpikingNeuron
 
-DEFAULT_CPU_FOLD_CHUNK = 512
+DEFAULT_CPU_FOLD_CHUNK = 256
 
 
 def is_static(x: torch.Tensor) -> bool:
@@ -49,7 +49,7 @@ class SpikingSequential(nn.Sequential):
         neurons: indices of the layers that are neurons (time-major, stateful); by default the
             layers that are :class:`SpikingNeuron` instances.
         fold_chunk: samples per chunk when running folded segments; ``None`` means the
-            default (512 on CPU, unchunked on other devices), 0 means never chunk.
+            default (256 on CPU, unchunked on other devices), 0 means never chunk.
         compact: let stateless layers save compact tensors for backward (:mod:`compact`).
     """
 
