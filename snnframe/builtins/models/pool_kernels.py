@@ -39,6 +39,7 @@ def _nhwc(t: torch.Tensor):
     return t.detach().permute(0, 2, 3, 1).numpy()
 
 
+@torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
 def max_pool_forward(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = x.shape
     if _use_numba(x):
@@ -56,6 +57,7 @@ def max_pool_forward(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return out, offsets
 
 
+@torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
 def max_pool_backward(grad, offsets, k, input_shape, input_strides) -> torch.Tensor:
     n, c, h, w = input_shape
     if _use_numba(grad):

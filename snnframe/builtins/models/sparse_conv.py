@@ -59,6 +59,7 @@ def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> int | None:
     return p
 
 
+@torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
 def conv_pool(conv: nn.Conv2d, p: int, x: torch.Tensor) -> torch.Tensor:
     """``max_pool2d(conv(x), p)`` by the event-driven kernel (channels-last output)."""
     bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, dtype=x.dtype)

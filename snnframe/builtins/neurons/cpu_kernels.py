@@ -99,6 +99,7 @@ def set_threads():
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
+@torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
 def leaky_forward(x, beta, threshold, reset, spikes, mem):
     """Fill ``spikes`` (and ``mem`` unless ``None``) for input ``x``; all ``[T, ...]``."""
     k = _load()
@@ -111,6 +112,7 @@ def leaky_forward(x, beta, threshold, reset, spikes, mem):
                     s2, m2, mem is not None, BLOCK)
 
 
+@torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
 def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, code, grad):
     """Fill ``grad`` (``∂L/∂X``) and return :math:`\\sum_t g^S_t σ'(U_t - θ)`."""
     k = _load()
