@@ -4,8 +4,9 @@ Both sides train the reference CSNN (``12C5-MP2-64C5-MP2-FC10``, Leaky beta=0.5,
 slope 25, cross-entropy rate loss, Adam lr 1e-2) from the same initial weights on the same
 batch. Steps of the two sides alternate, so load from other processes hits both alike; each
 reported time is the median over the measured steps (spread: min-max). Peak memory is the rise
-of the peak RSS (CPU) or of the CUDA allocator's peak during one training step, each side in a
-fresh subprocess.
+of the peak RSS (CPU; glibc pinned to mmap every block >= 128 KiB, so RSS follows the live
+tensors) or of the CUDA allocator's peak during one training step, each side in fresh
+subprocesses (median of ``--memory-runs``).
 
     python benchmarks/bench_step.py            # full: static, events T=100 and T=300
     python benchmarks/bench_step.py --quick    # fewer steps, T=300 only for memory
@@ -15,6 +16,8 @@ fresh subprocess.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import statistics
@@ -200,7 +203,24 @@ def status_bytes(field):
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def pin_malloc():
+    """Serve every block >= 128 KiB by mmap and unmap it when freed (glibc), for both sides.
+
+    glibc's default threshold adapts to the program's history, which made the RSS peak of the
+    same step vary by 30 % between processes; pinned, the RSS follows the live tensors.
+    """
+    os.environ["SNNFRAME_KEEP_FREED_MEMORY"] = "0"  # snnframe's allocator tuning: off for this
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (setting it disables the adaptation)
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def memory_child(workload, which, device, precision):
+    if device.type == "cpu":
+        pin_malloc()
     side = build(workload, device, which, precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -256,6 +276,10 @@ def step_flops(workload, hoisted):
 # ---- report --------------------------------------------------------------------------------
 
 
+def fmt_mib(sizes):
+    return f"{statistics.median(sizes) / 2**20:.0f} MiB ({min(sizes) / 2**20:.0f}-{max(sizes) / 2**20:.0f})"
+
+
 def fmt_spread(ts):
     return f"{statistics.median(ts) * 1e3:.0f} ms ({min(ts) * 1e3:.0f}-{max(ts) * 1e3:.0f})"
 
@@ -271,6 +295,7 @@ def main(argv=None):
                    help="autocast dtype of the snnframe side (snnTorch stays fp32, as the seed runs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the snnframe model")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--memory-runs", type=int, default=3, help="peak-memory processes per side")
     p.add_argument("--no-eval", action="store_true", help="skip the no-grad evaluation timing")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -299,8 +324,12 @@ def main(argv=None):
         evals = None if (args.no_eval or quick_skip) else compare(sides, "evaluate", warmup, repeats, device)
         del sides
         mem = None
-        if not args.no_memory:
-            mem = {w: peak_memory(workload, w, device, args.precision) for w in ("snnTorch", "snnframe")}
+        if not args.no_memory:  # fresh processes, alternating; the median of each side's runs
+            runs = {"snnTorch": [], "snnframe": []}
+            for _ in range(1 if args.quick else args.memory_runs):
+                for which in runs:
+                    runs[which].append(peak_memory(workload, which, device, args.precision))
+            mem = runs
         rows.append((workload, batch, steps, train, evals, mem))
         print_row(workload, batch, steps, train, evals, mem, rate)
     return rows
@@ -321,8 +350,8 @@ def print_row(workload, batch, steps, train, evals, mem, rate):
         print(f"  evaluation  snnTorch {fmt_spread(evals['snnTorch'])}, snnframe {fmt_spread(evals['snnframe'])}"
               f"   speed-up {a / b:.2f}x")
     if mem:
-        a, b = mem["snnTorch"], mem["snnframe"]
-        print(f"  peak memory of a step  snnTorch {a / 2**20:.0f} MiB, snnframe {b / 2**20:.0f} MiB"
+        a, b = statistics.median(mem["snnTorch"]), statistics.median(mem["snnframe"])
+        print(f"  peak memory of a step  snnTorch {fmt_mib(mem['snnTorch'])}, snnframe {fmt_mib(mem['snnframe'])}"
               f"   ratio {b / a:.2f}x")
     sys.stdout.flush()
 
