@@ -152,3 +152,15 @@ def test_equals_the_seeds_snntorch_loop(static):
     assert torch.equal(out, ref)
     for (name, p) in seed.named_parameters():
         torch.testing.assert_close(dict(net.named_parameters())[name].grad, p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_freed_host_memory_is_kept_unless_disabled(monkeypatch):
+    import sys
+
+    from snnframe.builtins.models import host_memory
+
+    monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.setenv("SNNFRAME_KEEP_FREED_MEMORY", "0")
+    assert host_memory.keep_freed_memory() is False
+    monkeypatch.delenv("SNNFRAME_KEEP_FREED_MEMORY")
+    assert host_memory.keep_freed_memory() is sys.platform.startswith("linux")
