@@ -2,8 +2,8 @@ r"""Numba kernels for the ``leaky`` time loop on CPU (forward and adjoint in one
 
 The PyTorch loop issues ~4 tensor operations per time step, each streaming a whole step through
 memory; these kernels keep a block of neurons' state in registers/cache and run all ``T`` steps
-for it, in parallel over blocks (measured in ``docs/engine.md``: about 3x faster for the CSNN's
-first layer). numba is a plain wheel (no compiler needed; LLVM ships inside it) and is already
+for it, in parallel over blocks (the events CSNN's first layer, ``[100, 86400]``: forward +
+backward 11 ms against 25 ms for the PyTorch loop; see ``docs/engine.md``). numba is a plain wheel (no compiler needed; LLVM ships inside it) and is already
 installed through tonic -> librosa; without it, or for tensors it does not handle, the PyTorch
 loop runs instead. Set ``SNNFRAME_NUMBA=0`` to force the PyTorch loop.
 
