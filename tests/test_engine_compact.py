@@ -76,7 +76,7 @@ def test_csnn_saves_less_than_half_for_backward():
         torch.manual_seed(0)
         net = csnn(input_shape=(2, 34, 34), num_classes=10,
                    neuron=lambda: Leaky(beta=0.5, surrogate=FastSigmoid()))
-        net.compact = save_compact
+        net.compact_saves = save_compact
         x = (torch.rand(20, 4, 2, 34, 34, generator=torch.Generator().manual_seed(1)) < 0.05).float()
         out, saved = saved_tensors(lambda: net(x))
         out.sum().backward()

@@ -4,12 +4,13 @@
 linear, flatten, dropout, norm) separated by neurons:
 
 * a segment runs once on time folded into the batch, ``[T * B, ...]`` (in chunks of
-  ``fold_chunk`` samples on CPU, where convolutions are fastest on cache-sized batches and the
-  full-size intermediate never exists at once);
+  ``fold_chunk`` samples on CPU, so that full-size intermediates such as a convolution's output
+  before pooling never exist at once; the speed is the same);
 * a neuron receives the whole sequence ``[T, B, ...]`` and runs its own fused time loop;
 * input that is constant over time (the ``static`` encoder's ``x.unsqueeze(0).expand(T, ...)``,
   stride 0 along T) runs the segment before the first neuron once on ``[B, ...]``; the result
-  is handed on as an expanded view (no T copies) and its gradient is summed over T once.
+  is handed on as an expanded view (no T copies) and its gradient is summed over T once
+  (a dropout layer there draws one mask for all steps).
 
 4-d activations entering a segment with a convolution are kept channels-last, the layout in
 which PyTorch's CPU convolutions and max-pooling are fastest; neurons keep the layout.
@@ -50,17 +51,18 @@ class SpikingSequential(nn.Sequential):
             layers that are :class:`SpikingNeuron` instances.
         fold_chunk: samples per chunk when running folded segments; ``None`` means the
             default (256 on CPU, unchunked on other devices), 0 means never chunk.
-        compact: let stateless layers save compact tensors for backward (:mod:`compact`).
+        compact_saves: let stateless layers save compact tensors for backward (:mod:`compact`)
+            and run event-driven convolutions on sparse input (:mod:`sparse_conv`).
     """
 
     def __init__(self, *layers: nn.Module, neurons: Iterable[int] | None = None, fold_chunk: int | None = None,
-                 compact: bool = True):
+                 compact_saves: bool = True):
         super().__init__(*layers)
         if neurons is None:
             neurons = [i for i, layer in enumerate(layers) if isinstance(layer, SpikingNeuron)]
         self.neuron_indices = tuple(sorted(neurons))
         self.fold_chunk = fold_chunk
-        self.compact = compact
+        self.compact_saves = compact_saves
 
     def segments(self) -> list[tuple[str, list[nn.Module]]]:
         """``("stateless", [layers])`` and ``("neuron", [layer])`` groups, in order."""
@@ -90,7 +92,7 @@ class SpikingSequential(nn.Sequential):
                 h = layers[0](h)
                 binary = isinstance(layers[0], SpikingNeuron) and layers[0].binary_spikes
             elif static:
-                h = run_layers(layers, h, binary, self.compact)
+                h = run_layers(layers, h, binary, self.compact_saves)
             else:
                 h = self._folded(layers, h, binary)
         if static:
@@ -104,9 +106,9 @@ class SpikingSequential(nn.Sequential):
         if chunk is None:
             chunk = DEFAULT_CPU_FOLD_CHUNK if x.device.type == "cpu" else 0
         if chunk <= 0 or flat.shape[0] <= chunk:
-            out = run_layers(layers, flat, binary, self.compact)
+            out = run_layers(layers, flat, binary, self.compact_saves)
         else:
-            out = torch.cat([run_layers(layers, part, binary, self.compact) for part in flat.split(chunk)])
+            out = torch.cat([run_layers(layers, part, binary, self.compact_saves) for part in flat.split(chunk)])
         return out.unflatten(0, (steps, batch))
 
 
