@@ -164,3 +164,12 @@ def test_freed_host_memory_is_kept_unless_disabled(monkeypatch):
     assert host_memory.keep_freed_memory() is False
     monkeypatch.delenv("SNNFRAME_KEEP_FREED_MEMORY")
     assert host_memory.keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_a_training_forward_leaves_the_allocator_alone(monkeypatch):
+    from snnframe.builtins.models import host_memory
+
+    monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.delenv("SNNFRAME_KEEP_FREED_MEMORY", raising=False)
+    run(small_csnn(), images().unsqueeze(0).expand(4, 5, 1, 16, 16))
+    assert host_memory._applied is False  # process-wide: the trainer decides, not the model

@@ -321,3 +321,25 @@ def test_resume_with_more_epochs_continues_the_schedule(tmp_path):
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
     assert resumed.history[-1]["lr"] == pytest.approx(whole.history[-1]["lr"], rel=1e-12)
     assert 0 < resumed.history[-1]["lr"] < resumed.history[-2]["lr"]
+
+
+def test_cpu_fit_keeps_freed_host_memory_unless_disabled(tmp_path, monkeypatch):
+    from snnframe.builtins.models import host_memory
+
+    calls = []
+    real = host_memory.keep_freed_memory
+
+    def spy():
+        calls.append(real())
+        return calls[-1]
+
+    monkeypatch.setattr(host_memory, "keep_freed_memory", spy)
+    monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.setenv("SNNFRAME_KEEP_FREED_MEMORY", "0")
+    trainer(epochs=1).fit(make_experiment(tmp_path / "off"))
+    assert calls == [False] and host_memory._applied is False
+
+    monkeypatch.delenv("SNNFRAME_KEEP_FREED_MEMORY")
+    trainer(epochs=1).fit(make_experiment(tmp_path / "on"))
+    assert len(calls) == 2 and host_memory._applied is calls[1]  # once per run, before training
+    assert calls[1] is sys.platform.startswith("linux")

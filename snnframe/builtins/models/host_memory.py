@@ -7,7 +7,8 @@ temporary; on the 2-core benchmark machine that was ~80 ms of a ~350 ms step (fi
 blocks come from the heap and stay there once freed -- what PyTorch's CUDA caching allocator
 does on GPUs. The process keeps its peak footprint instead of shrinking between steps.
 
-Applied once, on the first CPU training forward of a ``SpikingSequential``; set
+A process-wide setting, so the caller that owns the process applies it: the ``bptt`` trainer
+when a run starts on a CPU device (and the step benchmark); models never do. Set
 ``SNNFRAME_KEEP_FREED_MEMORY=0`` to leave the allocator alone.
 """
 

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from snnframe.builtins.models import compact, sparse_conv
-from snnframe.builtins.models.host_memory import keep_freed_memory
 from snnframe.builtins.neurons.base import SpikingNeuron
 
 DEFAULT_CPU_FOLD_CHUNK = 256
@@ -79,8 +78,6 @@ class SpikingSequential(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"expected time-major input [T, B, ...], got shape {tuple(x.shape)}")
-        if x.device.type == "cpu" and torch.is_grad_enabled():
-            keep_freed_memory()
         steps = x.shape[0]
         static = is_static(x)
         h = x[0] if static else x

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from snnframe.builtins.losses.spike_losses import correct_count
+from snnframe.builtins.models import host_memory
 from snnframe.builtins.training.batches import split_batch
 from snnframe.builtins.training.checkpoint import (
     FORMAT_VERSION,
@@ -134,6 +135,8 @@ class _Run:
         self.log = log if dist.rank == 0 else quiet
         self.ckpt_dir = Path(experiment.run_dir) / "checkpoints"
         self.metrics_path = Path(experiment.run_dir) / "metrics.jsonl"
+        if device.type == "cpu":  # reuse freed heap for large temporaries (process-wide; see host_memory)
+            host_memory.keep_freed_memory()
         self.model = experiment.model.to(device)
         self.optimizer = build_optimizer(
             trainer.optimizer,
