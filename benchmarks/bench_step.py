@@ -306,10 +306,17 @@ def main(argv=None):
     if args.memory_child:
         return memory_child(workloads[0], args.memory_child, device, args.precision)
     warmup, repeats = (1, 3) if args.quick else (args.warmup, args.repeats)
+    kept = False
+    if device.type == "cpu":
+        # What the bptt trainer applies on CPU. Process-wide, so both timed sides get it
+        # (the memory subprocesses pin glibc instead).
+        from snnframe.builtins.models.host_memory import keep_freed_memory
+
+        kept = keep_freed_memory()
 
     print(f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
-             f", {torch.get_num_threads()} threads")
+             f", {torch.get_num_threads()} threads, freed memory kept: {'yes' if kept else 'no'}")
           + f", precision {args.precision}{', compiled' if args.compile else ''}")
     rate = sgemm_rate(device)
     print(f"measured SGEMM rate (4096^3, fp32): {rate / 1e9:.0f} GFLOP/s\n")
