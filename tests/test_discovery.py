@@ -107,3 +107,18 @@ def test_conflicting_plugin_names_both_sources(tmp_path):
     assert 'loss "ce_rate" is registered twice: by plugin "snnframe.losses" (snnframe ' in result.stderr
     assert 'by plugin "clash" (snnframe-clash 2.0)' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_example_plugin_from_plugins_installs_and_drops_into_a_recipe(tmp_path):
+    target = tmp_path / "site"
+    pip_install(REPO / "plugins" / "snnframe-izhikevich", target)
+    rows = json.loads(snnframe(target, "list-plugins", "--json", "--kind", "neurons").stdout)
+    assert {"kind": "neurons", "name": "izhikevich", "plugin": "izhikevich",
+            "distribution": "snnframe-izhikevich", "version": "0.1.0"} in rows
+    # the quick start's [model.neuron] has leaky's beta: replace the whole table with an inline one
+    result = snnframe(target, "validate", str(REPO / "recipes" / "quickstart.toml"),
+                      "--set", 'model.neuron={kind = "izhikevich", a = 0.1}', "--set", f"experiment.out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    bad = snnframe(target, "validate", str(REPO / "recipes" / "quickstart.toml"), "--set", "model.neuron.kind=izhikevich")
+    assert bad.returncode == 2
+    assert 'model.neuron.beta: unknown key for neuron "izhikevich"' in bad.stderr

@@ -64,3 +64,13 @@ def test_csnn_spike_runs_an_epoch_on_nmnist_bin_files(cli, tmp_path):
                                  "--set", "data.batch_size=10", "--set", "visualize.1.samples=1")
     assert 0.0 <= row["test_acc"] <= 1.0
     assert len(list(run_dir.glob("spike_count_0_target*.gif"))) == 1
+
+
+def test_quickstart_leaves_the_run_directory_contract(cli, tmp_path):
+    run_dir, row = run_one_epoch(cli, "quickstart.toml", tmp_path, "--set", "data.subset=4")
+    for name in ["train_loss.png", "test_acc.png"]:
+        assert (run_dir / name).stat().st_size > 1000, name
+    assert len(list(run_dir.glob("raster_0_target*.png"))) == 1
+    gifs = sorted(p.name for p in run_dir.glob("spike_count_*_target*.gif"))
+    assert len(gifs) == 5 and gifs[0].startswith("spike_count_0_target")
+    assert row["epoch"] == 1 and row["test_acc"] > 0.1  # one epoch on a quarter of the data learns something
