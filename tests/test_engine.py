@@ -103,6 +103,16 @@ def test_chunked_folding_equals_one_chunk():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_only_segments_with_an_intermediate_are_chunked():
+    net = small_csnn(torch.float32)
+    net.fold_chunk = 8
+    seen = {"conv": [], "linear": []}
+    net[3].register_forward_hook(lambda m, i, o: seen["conv"].append(i[0].shape[0]))  # conv -> pool: chunked
+    net[7].register_forward_hook(lambda m, i, o: seen["linear"].append(i[0].shape[0]))  # flatten -> linear: not
+    net(torch.rand(7, 5, 1, 16, 16))
+    assert seen == {"conv": [8, 8, 8, 8, 3], "linear": [35]}
+
+
 def test_mlp_static_hoisting_and_explicit_neuron_indices():
     torch.manual_seed(0)
     net = mlp(input_shape=(1, 4, 4), num_classes=3, neuron=seed_leaky, hidden=[8]).double()

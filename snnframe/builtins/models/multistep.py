@@ -102,23 +102,43 @@ class SpikingSequential(nn.Sequential):
         chunk = self.fold_chunk
         if chunk is None:
             chunk = DEFAULT_CPU_FOLD_CHUNK if x.device.type == "cpu" else 0
-        if chunk <= 0 or flat.shape[0] <= chunk:
-            out = run_layers(layers, flat, binary, self.compact_saves)
+        first = sparse_conv.applicable(layers[0], layers[1], flat) if self.compact_saves and len(layers) > 1 else None
+        if chunk <= 0 or flat.shape[0] <= chunk or not has_intermediate(layers if first is None else layers[2:]):
+            out = run_layers(layers, flat, binary, self.compact_saves, first)
         else:
-            out = torch.cat([run_layers(layers, part, binary, self.compact_saves) for part in flat.split(chunk)])
+            out = torch.cat([run_layers(layers, part, binary, self.compact_saves, first) for part in flat.split(chunk)])
         return out.unflatten(0, (steps, batch))
 
 
-def run_layers(layers: list[nn.Module], x: torch.Tensor, binary: bool = False, save_compact: bool = True):
+def has_intermediate(layers: list[nn.Module]) -> bool:
+    """Whether a convolution or linear layer feeds another layer of the segment (a conv before its pool).
+
+    Only such intermediates are bounded by chunking; without one, chunks would only add the
+    concatenation of their outputs (and of their input gradients).
+    """
+    return any(isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) for layer in layers[:-1])
+
+
+_UNDECIDED = -1
+
+
+def run_layers(layers: list[nn.Module], x: torch.Tensor, binary: bool = False, save_compact: bool = True,
+               first_pool: int | None = _UNDECIDED):
     """Apply stateless ``layers`` to a batch (``binary``: ``x`` holds 0/1 spikes).
 
     Convolutions compute on channels-last activations; with ``save_compact``, layers save
-    compact tensors for their backward pass while training (see :mod:`compact`).
+    compact tensors for their backward pass while training (see :mod:`compact`), and a
+    convolution + max-pool on sparse input runs as one event-driven kernel (:mod:`sparse_conv`;
+    ``first_pool``: :func:`sparse_conv.applicable` for the first two layers, if already known).
     """
     i = 0
     while i < len(layers):
         layer = layers[i]
-        pool = sparse_conv.applicable(layer, layers[i + 1], x) if save_compact and i + 1 < len(layers) else None
+        pool = None
+        if i == 0 and first_pool != _UNDECIDED:
+            pool = first_pool
+        elif save_compact and i + 1 < len(layers):
+            pool = sparse_conv.applicable(layer, layers[i + 1], x)
         if pool is not None:  # sparse input (event frames): event-driven conv fused with the max-pool
             x, i, binary = sparse_conv.conv_pool(layer, pool, x), i + 2, False
             continue
