@@ -104,14 +104,15 @@ def test_bf16_autocast_trains_with_float32_parameters():
                for p in net.parameters())
 
 
-def test_event_driven_conv_pool_equals_dense():
+@pytest.mark.parametrize("channels, size, k, p", [(2, 17, 5, 2), (3, 20, 3, 3), (1, 14, 4, 2)])
+def test_event_driven_conv_pool_equals_dense(channels, size, k, p):
     from snnframe.builtins.models import sparse_conv
 
     torch.manual_seed(0)
-    conv, pool = nn.Conv2d(2, 6, 5), nn.MaxPool2d(2)
-    x = (torch.rand(40, 2, 17, 17, generator=torch.Generator().manual_seed(2)) < 0.03).float() * 2
-    assert sparse_conv.applicable(conv, pool, x) == 2
-    out = sparse_conv.conv_pool(conv, 2, x)
+    conv, pool = nn.Conv2d(channels, 6, k), nn.MaxPool2d(p)
+    x = (torch.rand(40, channels, size, size, generator=torch.Generator().manual_seed(2)) < 0.03).float() * 2
+    assert sparse_conv.applicable(conv, pool, x) == p
+    out = sparse_conv.conv_pool(conv, p, x)
     ref = pool(conv(x))
     grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
@@ -121,9 +122,13 @@ def test_event_driven_conv_pool_equals_dense():
     (ref * grad).sum().backward()
     torch.testing.assert_close(got[0], conv.weight.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(got[1], conv.bias.grad, rtol=1e-4, atol=1e-4)
+    conv.zero_grad()
+    conv.weight.requires_grad_(False)  # the bias gradient alone
+    (sparse_conv.conv_pool(conv, p, x) * grad).sum().backward()
+    torch.testing.assert_close(conv.bias.grad, got[1], rtol=1e-4, atol=1e-4)
     with torch.no_grad():
-        x[0, 1, 4, 4] = float("nan")  # NaN wins its pooling windows, as in PyTorch
-        torch.testing.assert_close(sparse_conv.conv_pool(conv, 2, x), pool(conv(x)), rtol=1e-5, atol=1e-5,
+        x[0, -1, 4, 4] = float("nan")  # NaN wins its pooling windows, as in PyTorch
+        torch.testing.assert_close(sparse_conv.conv_pool(conv, p, x), pool(conv(x)), rtol=1e-5, atol=1e-5,
                                    equal_nan=True)
 
 

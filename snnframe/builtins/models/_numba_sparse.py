@@ -1,57 +1,80 @@
 """numba kernels for :mod:`sparse_conv`: event-driven convolution fused with max-pooling.
 
-Arrays: input ``x [N, H, W, C]`` (any strides), weights ``w [C, K, K, O]``, pooled output and
-window offsets ``[N, OH, OW, O]``. Only non-zero inputs do work: each adds its value times a
-weight patch into a per-sample conv buffer, which is then max-pooled. Inner loops run over
-output channels without branches (compare-and-select) so that LLVM vectorises them; buffers
-are local arrays, which LLVM knows do not alias the outputs.
+Arrays: input ``x [N, C, H, W]`` (any strides), weights ``w [C, K, K, O]``, pooled output,
+window offsets and their gradient ``[N, OH, OW, O]`` (channels-last). Only non-zero inputs do
+work: each adds its value times a weight patch into a per-sample conv buffer, which is then
+max-pooled; only conv outputs that some window pools are kept.
+
+Measured choices (CSNN conv1, 3,200 frames of 2x34x34 at 2 %, one thread, against the
+previous version): the buffer stores conv column ``j * p + dx`` at ``[row, dx, j, :]``, so each
+window offset reads a contiguous run (forward 34 -> 30 ms); row and column indices come from
+lookup tables, not integer division per tap, and the bias gradient is summed in the same pass
+over each sample's gradient, which also brings it into cache for the scattered reads of the
+weight gradient (backward with bias 43 -> 21 ms). Arrays are indexed with loop variables only,
+never reshaped views or computed offsets: either stops LLVM from vectorising the loops over
+channels (measured 1.5-2x slower).
 """
 
 import numpy as np
 from numba import njit, prange
 
 
+@njit(inline="always")
+def _split(size, p):
+    """``t // p`` and ``t % p`` for ``t < size``."""
+    div = np.empty(size, dtype=np.int64)
+    mod = np.empty(size, dtype=np.int64)
+    for t in range(size):
+        div[t] = t // p
+        mod[t] = t - div[t] * p
+    return div, mod
+
+
 @njit(parallel=True, cache=True)
 def conv_pool_forward(x, w, bias, p, out, offsets, chunks):
-    n, h, wd, c = x.shape
+    n, c, h, wd = x.shape
     k = w.shape[1]
-    o = w.shape[3]
-    ch, cw = h - k + 1, wd - k + 1  # convolution output
-    oh, ow = out.shape[1], out.shape[2]
+    _, oh, ow, o = out.shape
+    rows, cols = oh * p, ow * p  # the conv outputs some window pools
+    col_j, col_dx = _split(cols, p)
     per = (n + chunks - 1) // chunks
     for part in prange(chunks):
-        buf = np.empty((ch, cw, o), dtype=out.dtype)
+        buf = np.empty((rows, p, ow, o), dtype=out.dtype)
         best = np.empty((ow, o), dtype=out.dtype)
         at = np.empty((ow, o), dtype=np.uint8)
         for b in range(part * per, min(n, (part + 1) * per)):
-            for i in range(ch):
-                for j in range(cw):
-                    for q in range(o):
-                        buf[i, j, q] = bias[q]
+            for i in range(rows):
+                for dx in range(p):
+                    for j in range(ow):
+                        for q in range(o):
+                            buf[i, dx, j, q] = bias[q]
             for cc in range(c):
                 for y in range(h):
                     for xx in range(wd):
-                        v = x[b, y, xx, cc]
+                        v = x[b, cc, y, xx]
                         if v != 0:
                             for kh in range(k):
                                 i = y - kh
-                                if 0 <= i < ch:
+                                if 0 <= i < rows:
                                     for kw in range(k):
-                                        j = xx - kw
-                                        if 0 <= j < cw:
+                                        col = xx - kw
+                                        if 0 <= col < cols:
+                                            dx, j = col_dx[col], col_j[col]
                                             for q in range(o):
-                                                buf[i, j, q] += v * w[cc, kh, kw, q]
+                                                buf[i, dx, j, q] += v * w[cc, kh, kw, q]
             for i in range(oh):
                 for j in range(ow):
                     for q in range(o):
-                        best[j, q] = buf[i * p, j * p, q]
+                        best[j, q] = buf[i * p, 0, j, q]
                         at[j, q] = 0
                 for dy in range(p):
                     for dx in range(p):
+                        if dy == 0 and dx == 0:
+                            continue
                         a = np.uint8(dy * p + dx)
                         for j in range(ow):
                             for q in range(o):
-                                v = buf[i * p + dy, j * p + dx, q]
+                                v = buf[i * p + dy, dx, j, q]
                                 take = (v > best[j, q]) | (v != v)  # PyTorch's rule: first maximum; NaN wins
                                 best[j, q] = v if take else best[j, q]
                                 at[j, q] = a if take else at[j, q]
@@ -62,30 +85,44 @@ def conv_pool_forward(x, w, bias, p, out, offsets, chunks):
 
 
 @njit(parallel=True, cache=True)
-def conv_pool_weight_grad(x, offsets, grad, k, p, partial):
-    """``partial[chunk, C, K, K, O]``: per-chunk sums of the weight gradient."""
-    n, h, wd, c = x.shape
-    oh, ow, o = grad.shape[1], grad.shape[2], grad.shape[3]
+def conv_pool_weight_grad(x, offsets, grad, k, p, partial, partial_bias):
+    """Per-chunk sums: ``partial[chunk, C, K, K, O]`` of the weight gradient and, unless it is
+    empty, ``partial_bias[chunk, OW, O]`` of ``grad`` over samples and output rows."""
+    n, c, h, wd = x.shape
+    _, oh, ow, o = grad.shape
+    rows, cols = oh * p, ow * p
+    row_i, row_dy = _split(rows, p)
+    col_j, col_dx = _split(cols, p)
     chunks = partial.shape[0]
+    want_bias = partial_bias.shape[0] > 0
     per = (n + chunks - 1) // chunks
     for part in prange(chunks):
         acc = np.zeros((c, k, k, o), dtype=partial.dtype)
+        acc_bias = np.zeros((ow, o), dtype=partial.dtype)
         for b in range(part * per, min(n, (part + 1) * per)):
+            if want_bias:  # also brings the sample's gradient into cache for the loop below
+                for i in range(oh):
+                    for j in range(ow):
+                        for q in range(o):
+                            acc_bias[j, q] += grad[b, i, j, q]
             for cc in range(c):
                 for y in range(h):
                     for xx in range(wd):
-                        v = x[b, y, xx, cc]
+                        v = x[b, cc, y, xx]
                         if v != 0:
                             for kh in range(k):
                                 oy = y - kh
-                                if 0 <= oy < oh * p:
-                                    i = oy // p
+                                if 0 <= oy < rows:
+                                    i = row_i[oy]
+                                    ady = row_dy[oy] * p
                                     for kw in range(k):
                                         ox = xx - kw
-                                        if 0 <= ox < ow * p:
-                                            j = ox // p
-                                            at = (oy - i * p) * p + (ox - j * p)
+                                        if 0 <= ox < cols:
+                                            j = col_j[ox]
+                                            at = ady + col_dx[ox]
                                             for q in range(o):  # only the window's winner gets gradient
                                                 won = offsets[b, i, j, q] == at
                                                 acc[cc, kh, kw, q] += (v * grad[b, i, j, q]) * won
         partial[part] = acc
+        if want_bias:
+            partial_bias[part] = acc_bias

@@ -67,6 +67,7 @@ def conv_pool(conv: nn.Conv2d, p: int, x: torch.Tensor) -> torch.Tensor:
 
 
 def _nhwc(t: torch.Tensor):
+    """A channels-last ``[N, C, H, W]`` tensor as a numpy ``[N, H, W, C]`` view."""
     return t.detach().permute(0, 2, 3, 1).numpy()
 
 
@@ -83,7 +84,7 @@ class _SparseConvPool(torch.autograd.Function):
         patches = weight.detach().permute(1, 2, 3, 0).contiguous()  # [C, K, K, O]
         set_threads()
         chunks = max(1, min(n, 8 * torch.get_num_threads()))
-        _numba().conv_pool_forward(_nhwc(x), patches.numpy(), bias.detach().contiguous().numpy(), p,
+        _numba().conv_pool_forward(x.detach().numpy(), patches.numpy(), bias.detach().contiguous().numpy(), p,
                                    _nhwc(out), _nhwc(offsets), chunks)
         ctx.save_for_backward(x, offsets)
         ctx.p, ctx.k = p, k
@@ -97,11 +98,16 @@ class _SparseConvPool(torch.autograd.Function):
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
             grad = grad.contiguous(memory_format=torch.channels_last)
-            chunks = max(1, min(x.shape[0], 4 * torch.get_num_threads()))
-            partial = torch.empty((chunks, x.shape[1], ctx.k, ctx.k, grad.shape[1]), dtype=grad.dtype)
+            n, o, oh, ow = grad.shape
+            chunks = max(1, min(n, 4 * torch.get_num_threads()))
+            partial = torch.empty((chunks, x.shape[1], ctx.k, ctx.k, o), dtype=grad.dtype)
+            partial_bias = torch.empty((chunks if ctx.needs_input_grad[2] else 0, ow, o), dtype=grad.dtype)
             set_threads()
-            _numba().conv_pool_weight_grad(_nhwc(x), _nhwc(offsets), _nhwc(grad), ctx.k, ctx.p, partial.numpy())
+            _numba().conv_pool_weight_grad(x.detach().numpy(), _nhwc(offsets), _nhwc(grad), ctx.k, ctx.p,
+                                           partial.numpy(), partial_bias.numpy())
             grad_weight = partial.sum(0).permute(3, 0, 1, 2)
-        if ctx.needs_input_grad[2]:
+            if ctx.needs_input_grad[2]:
+                grad_bias = partial_bias.sum((0, 1))
+        elif ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3))
         return None, grad_weight, grad_bias, None
