@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,7 +112,8 @@ def test_conflicting_plugin_names_both_sources(tmp_path):
 
 def test_the_example_plugin_from_plugins_installs_and_drops_into_a_recipe(tmp_path):
     target = tmp_path / "site"
-    pip_install(REPO / "plugins" / "snnframe-izhikevich", target)
+    source = shutil.copytree(REPO / "plugins" / "snnframe-izhikevich", tmp_path / "src")  # builds leave no trace in the repo
+    pip_install(source, target)
     rows = json.loads(snnframe(target, "list-plugins", "--json", "--kind", "neurons").stdout)
     assert {"kind": "neurons", "name": "izhikevich", "plugin": "izhikevich",
             "distribution": "snnframe-izhikevich", "version": "0.1.0"} in rows
