@@ -77,7 +77,9 @@ def make_cli(plugins: Plugins) -> click.Group:
         result = run_recipe(recipe, list(overrides), resume=resume, plugins=plugins)
         if result.is_main and result.history:
             last = result.history[-1]
-            click.echo(f"done: epoch {last.get('epoch')}, test accuracy {100 * last.get('test_acc', 0):.2f}%")
+            accuracy = last.get("test_acc")
+            shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
+            click.echo(f"done: epoch {last.get('epoch')}, test accuracy {shown}")
 
     @cli.command()
     @_recipe_argument
@@ -86,7 +88,7 @@ def make_cli(plugins: Plugins) -> click.Group:
     @click.option("--show", is_flag=True, help="Print the resolved recipe (every default written out).")
     @reports_errors
     def validate(recipe: Path, overrides: tuple[str, ...], resume: bool, show: bool) -> None:
-        """Check RECIPE as `run` would (plugins, keys, values, run directory), without training."""
+        """Check RECIPE as `run` would (plugins, keys, values, run directory), without reading data or training."""
         from snnframe.run import prepare
 
         prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins)

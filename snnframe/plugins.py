@@ -32,7 +32,7 @@ class PluginInfo:
 
     @property
     def origin(self) -> str:
-        return f"{self.distribution} {self.version}" if self.distribution else "(not from a distribution)"
+        return f"{self.distribution} {self.version}" if self.distribution else "not from a distribution"
 
 
 @attrs.define
@@ -49,9 +49,13 @@ class Plugins:
         return self.registries[kind]
 
     def add_commands(self, cli: Any) -> None:
-        """Let plugins add click commands (``register_commands(cli)``)."""
+        """Let plugins add click commands (``register_commands(cli)``); one that raises is reported."""
         for impl in self.manager.hook.register_commands.get_hookimpls():
-            impl.function(**{arg: cli for arg in impl.argnames})
+            try:
+                impl.function(**{arg: cli for arg in impl.argnames})
+            except Exception as exc:
+                info = next((p for p in self.loaded if p.name == impl.plugin_name), PluginInfo(impl.plugin_name))
+                self.failed.append(attrs.evolve(info, error=f"register_commands: {type(exc).__name__}: {exc}"))
 
 
 def disabled_plugins() -> list[str]:

@@ -140,9 +140,6 @@ def run(path: str | Path, overrides: list[str] = (), resume: bool = False,
     recipe, parts = prepared.recipe, prepared.components
     main = is_main_process()
     run_dir = recipe.run_dir
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_recipe(recipe, run_dir)
     experiment = Experiment(
         name=recipe.experiment.name,
         seed=recipe.experiment.seed,
@@ -156,6 +153,10 @@ def run(path: str | Path, overrides: list[str] = (), resume: bool = False,
                           recipe.data.num_workers),
         is_main=main,
     )
+    experiment.splits()  # a missing data set fails here, before a run directory exists
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_recipe(recipe, run_dir)
     with run_logging(run_dir if main else None):
         log.info("snnframe %s: %s -> %s", __version__, recipe.source, run_dir)
         result = parts.trainer.fit(experiment)

@@ -191,3 +191,34 @@ def test_list_plugins_text_and_kind_filter(invoke):
     assert lines[0].split() == ["KIND", "NAME", "PLUGIN", "VERSION"]
     assert lines[1].split() == ["losses", "toy_loss", "toy", "-"]
     assert len(lines) == 2
+
+
+def test_plugins_add_commands_and_a_failing_one_is_reported():
+    import types
+
+    import snnframe
+    from snnframe.plugins import load_plugins
+
+    good = types.ModuleType("good")
+
+    @snnframe.hookimpl
+    def register_commands(cli):
+        @cli.command()
+        def hello():
+            """Say hello."""
+            print("hello from a plugin")
+
+    good.register_commands = register_commands
+    bad = types.ModuleType("bad")
+
+    @snnframe.hookimpl
+    def register_commands(cli):  # noqa: F811 - the bad plugin's own hook
+        raise RuntimeError("no commands today")
+
+    bad.register_commands = register_commands
+    plugins = load_plugins(extra=[("good", good), ("bad", bad)], entry_points=False)
+    result = CliRunner().invoke(make_cli(plugins), ["hello"])
+    assert result.exit_code == 0, result.output
+    assert "hello from a plugin" in result.output
+    assert ('snnframe: warning: plugin "bad" (not from a distribution) failed to load and is skipped: '
+            "register_commands: RuntimeError: no commands today") in result.output

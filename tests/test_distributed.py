@@ -130,3 +130,28 @@ def test_two_process_gloo_run_has_one_writer_and_reduced_metrics(tmp_path):
     split = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert without_timings(split) == without_timings(rows)
     assert without_timings(reports[1]["resumed_history"]) == without_timings(rows)
+
+
+@pytest.mark.slow
+def test_torchrun_m_snnframe_run_writes_one_run_directory(tmp_path):
+    """The documented command line: ``torchrun --nproc-per-node 2 -m snnframe run RECIPE``."""
+    recipe = TESTS.parent / "recipes" / "quickstart.toml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "snnframe", "run", str(recipe), "--set", f"experiment.out_dir={tmp_path}",
+               "--set", "train.epochs=2", "--set", "data.subset=8", "--set", "data.test_subset=4",
+               "--set", "encoder.num_steps=4", "--set", 'visualize=[{kind = "curves"}]']
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = tmp_path / "quickstart"
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoints", "metrics.jsonl", "recipe.toml", "test_acc.png", "train_loss.png", "training.log"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    # one writer: each epoch is logged once, by rank 0, to the console and to training.log
+    assert result.stdout.count("epoch 2/2 ") == 1
+    assert (run_dir / "training.log").read_text().count("epoch 2/2 ") == 1
+    assert "(2 processes)" in result.stdout
+    assert result.stdout.count("done: epoch 2") == 1

@@ -74,3 +74,12 @@ def test_quickstart_leaves_the_run_directory_contract(cli, tmp_path):
     gifs = sorted(p.name for p in run_dir.glob("spike_count_*_target*.gif"))
     assert len(gifs) == 5 and gifs[0].startswith("spike_count_0_target")
     assert row["epoch"] == 1 and row["test_acc"] > 0.1  # one epoch on a quarter of the data learns something
+
+
+def test_missing_data_is_a_clear_error_and_creates_no_run_directory(cli, tmp_path):
+    result = cli("run", REPO / "recipes" / "csnn_static.toml", "--set", f"data.root={tmp_path / 'empty'}",
+                 "--set", "data.download=false", "--set", f"experiment.out_dir={tmp_path / 'runs'}")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in result.output
+    assert not (tmp_path / "runs").exists()
