@@ -16,7 +16,6 @@ import attrs
 import pluggy
 
 from snnframe import hookspecs
-from snnframe.errors import PluginError
 from snnframe.registry import KINDS, Entry, Registry, check_target
 
 ENTRY_POINT_GROUP = "snnframe"

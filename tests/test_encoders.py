@@ -7,7 +7,7 @@ import pytest
 import torch
 from snntorch import spikegen
 
-from snnframe.builtins.encoders.frames import Frames, FrameTransform, denoise
+from snnframe.builtins.encoders.frames import Frames, denoise
 from snnframe.builtins.encoders.spikegen import Delta, Latency, Rate
 from snnframe.builtins.encoders.static import Static
 from snnframe.contracts import DatasetInfo

@@ -9,29 +9,18 @@ otherwise PyTorch's kernels with the ``int64`` indices converted on the fly.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
-_kernels = None
+from snnframe.builtins import numba_kernels
 
 
 def _numba():
-    global _kernels
-    if _kernels is None:
-        try:
-            from snnframe.builtins.models import _numba_pool
-        except Exception:  # numba missing or broken
-            _kernels = False
-        else:
-            _kernels = _numba_pool
-    return _kernels or None
+    return numba_kernels.load("snnframe.builtins.models._numba_pool")
 
 
 def _use_numba(x: torch.Tensor) -> bool:
-    return (os.environ.get("SNNFRAME_NUMBA", "1") != "0" and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64) and _numba() is not None)
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _numba() is not None
 
 
 def _nhwc(t: torch.Tensor):

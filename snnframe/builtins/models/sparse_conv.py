@@ -13,35 +13,25 @@ Results equal ``max_pool2d(conv2d(x))`` up to float rounding (another summation 
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
+from snnframe.builtins import numba_kernels
 from snnframe.builtins.models import compact
 
 MAX_DENSITY = 0.05  # above this the dense (oneDNN) convolution is faster
 
-_kernels = None
 
 
 def _numba():
-    global _kernels
-    if _kernels is None:
-        try:
-            from snnframe.builtins.models import _numba_sparse
-        except Exception:  # numba missing or broken
-            _kernels = False
-        else:
-            _kernels = _numba_sparse
-    return _kernels or None
+    return numba_kernels.load("snnframe.builtins.models._numba_sparse")
 
 
 def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> int | None:
     """The pool size ``p`` if the fused sparse kernel can replace ``pool(conv(x))``, else ``None``."""
     if type(conv) is not nn.Conv2d or type(pool) is not nn.MaxPool2d or x.dim() != 4:
         return None
-    if os.environ.get("SNNFRAME_NUMBA", "1") == "0" or x.device.type != "cpu" or x.requires_grad:
+    if not numba_kernels.enabled() or x.device.type != "cpu" or x.requires_grad:
         return None
     if x.dtype not in (torch.float32, torch.float64) or conv.weight.dtype != x.dtype:
         return None

@@ -15,17 +15,16 @@ The arithmetic follows the PyTorch loop's order, so forward results are bitwise 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
 
+from snnframe.builtins import numba_kernels
 from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
 
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
 BLOCK = 2048  # neurons per parallel work item: state and one step of I/O stay in cache
 
-_kernels = None
 
 
 def surrogate_code(surrogate) -> tuple[int, float] | None:
@@ -46,23 +45,13 @@ def surrogate_code(surrogate) -> tuple[int, float] | None:
 
 def usable(*tensors: torch.Tensor) -> bool:
     """Whether the kernels can run on these tensors (CPU, float32/float64, numba importable)."""
-    if os.environ.get("SNNFRAME_NUMBA", "1") == "0":
-        return False
     if not all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors):
         return False
     return _load() is not None
 
 
 def _load():
-    global _kernels
-    if _kernels is None:
-        try:
-            from snnframe.builtins.neurons import _numba_leaky
-        except Exception:  # numba missing or broken: the PyTorch loop runs instead
-            _kernels = False
-        else:
-            _kernels = _numba_leaky
-    return _kernels or None
+    return numba_kernels.load("snnframe.builtins.neurons._numba_leaky")
 
 
 def memory_order(step: torch.Tensor) -> list[int]:
