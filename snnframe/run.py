@@ -175,12 +175,12 @@ def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result
     for name, visualizer in visualizers:
         try:
             paths = list(visualizer(ctx))
+            log.info("%s wrote %s", name, ", ".join(str(p.relative_to(experiment.run_dir)) for p in paths))
         except Exception as exc:  # a plot must not cost the user the trained run
             log.exception("visualizer %s failed", name)
             failed.append(f"{name} ({type(exc).__name__}: {exc})")
             continue
         written += paths
-        log.info("%s wrote %s", name, ", ".join(str(p.relative_to(experiment.run_dir)) for p in paths))
     if failed:
         raise TrainingError(
             f"training finished and was saved in {experiment.run_dir}, but visualizers failed: "
