@@ -7,7 +7,6 @@ the core seeds from ``experiment.seed``.
 
 from __future__ import annotations
 
-import math
 
 from snnframe.builtins.encoders.static import ImageEncoder, check_num_steps
 
@@ -71,16 +70,6 @@ class Latency(ImageEncoder):
             raise ValueError(f"tau must be positive, got {tau}")
         if epsilon <= 0:
             raise ValueError(f"epsilon must be positive, got {epsilon}")
-        if not normalize:
-            # snnTorch raises at the first batch when a spike time exceeds num_steps - 1; say it now.
-            latest = tau * (1 - threshold) if linear else tau * math.log((threshold + epsilon) / epsilon)
-            latest = round(latest + first_spike_time)
-            if latest > num_steps - 1:
-                raise ValueError(
-                    f"with tau={tau} and threshold={threshold} the latest spike falls at step {latest}, "
-                    f"beyond num_steps - 1 = {num_steps - 1}: raise num_steps, lower tau, "
-                    "or set normalize = true"
-                )
         self.num_steps = num_steps
         self.kwargs = dict(
             threshold=threshold,
@@ -94,6 +83,26 @@ class Latency(ImageEncoder):
             interpolate=interpolate,
             epsilon=epsilon,
         )
+        self._check_spike_times()
+
+    def _check_spike_times(self) -> None:
+        """snnTorch raises at the first batch when a spike time exceeds ``num_steps - 1``; say it now.
+
+        A black pixel spikes last, so snnTorch's own code on a zero input decides.
+        """
+        import torch
+        from snntorch import spikegen
+
+        try:
+            spikegen.latency(torch.zeros(1), num_steps=self.num_steps, **self.kwargs)
+        except Exception as exc:  # snnTorch raises a bare Exception
+            if "out of bounds" not in str(exc):
+                raise
+            k = self.kwargs
+            raise ValueError(
+                f"with num_steps={self.num_steps}, tau={k['tau']} and threshold={k['threshold']} the latest "
+                "spike falls after the last step: raise num_steps, lower tau, or set normalize = true"
+            ) from None
 
     def __call__(self, x):
         from snntorch import spikegen
@@ -106,20 +115,22 @@ class Delta(ImageEncoder):
     (``snntorch.spikegen.delta``; ``off_spike`` adds -1 spikes for falls).
 
     The image is held for ``num_steps`` steps, so a static image spikes only at
-    the first step: its onset, compared with zeros (with ``padding`` the first
-    step is compared with itself and nothing spikes).  Useful as an onset code
-    or for checking a pipeline; ``rate`` and ``latency`` carry more information.
+    the first step: its onset, compared with zeros (snnTorch's ``padding=False``;
+    with padding a held image would never spike, so it is not offered).  Useful as
+    an onset code or for checking a pipeline; ``rate`` and ``latency`` carry more
+    information.
     """
 
-    def __init__(self, *, num_steps: int = 50, threshold: float = 0.1, padding: bool = False, off_spike: bool = False):
+    def __init__(self, *, num_steps: int = 50, threshold: float = 0.1, off_spike: bool = False):
         check_num_steps(num_steps)
+        if not threshold > 0:
+            raise ValueError(f"threshold must be positive (every step would spike), got {threshold}")
         self.num_steps = num_steps
         self.threshold = threshold
-        self.padding = padding
         self.off_spike = off_spike
 
     def __call__(self, x):
         from snntorch import spikegen
 
         x = x.unsqueeze(0).expand(self.num_steps, *x.shape)
-        return spikegen.delta(x, threshold=self.threshold, padding=self.padding, off_spike=self.off_spike)
+        return spikegen.delta(x, threshold=self.threshold, padding=False, off_spike=self.off_spike)
