@@ -67,6 +67,12 @@ class TrainingError(SnnframeError):
     exit_code = 1
 
 
+def one_line(exc: BaseException) -> str:
+    """The last line of an exception's message (its class name if it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``' (did you mean "x"?)'`` for the closest choice, or ``''``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -67,6 +67,13 @@ class DiskCache(DiskCachedDataset):
         return data, int(target)
 
 
+def default_cache_dir(root: Path, name: str, cache: bool, cache_dir: str | None) -> Path | None:
+    """``cache_dir`` if given, else ``<root>/cache/<name>``; ``None`` when caching is off."""
+    if not cache:
+        return None
+    return Path(cache_dir).expanduser() if cache_dir else Path(root) / "cache" / name
+
+
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     """``<cache_dir>/<split>-<hash of key>``, with the key written beside the files."""
     key = {**key, "format": CACHE_FORMAT}

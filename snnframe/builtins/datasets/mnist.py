@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snnframe.builtins.datasets.digits import DIGIT_CLASSES
 from snnframe.contracts import DatasetInfo
-from snnframe.errors import DataError
+from snnframe.errors import DataError, one_line
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -65,7 +65,7 @@ class MNIST:
             try:
                 getattr(datasets, self.folder)(str(self.root), train=True, download=True)
             except Exception as exc:  # offline, mirror down, bad checksum: one line is enough
-                reason = f" Downloading from {self.source} failed ({str(exc).strip().splitlines()[-1]})."
+                reason = f" Downloading from {self.source} failed ({one_line(exc)})."
             if not self._missing():
                 return
         raise DataError(self._missing_message(reason))

@@ -28,7 +28,7 @@ GENERATOR_VERSION = 1  # bump when the simulation changes: it renames the stored
 class Recordings:
     """Map-style ``(events, label)`` for the recordings ``indices`` of a stored set."""
 
-    def __init__(self, store, indices, transform=None, first_saccade_only: bool = False, saccade_us: int = 105_000):
+    def __init__(self, store, indices, transform, first_saccade_only: bool, saccade_us: int):
         self.store = store
         self.indices = indices
         self.transform = transform
@@ -101,10 +101,10 @@ class NDigits:
         self.seed = seed
         self.first_saccade_only = first_saccade_only
         self.augment = augment
-        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir else self.root / "cache" / "ndigits") if cache else None
+        self.cache, self.cache_dir = cache, cache_dir
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import framed_splits
+        from snnframe.builtins.datasets._events import default_cache_dir, framed_splits
         from snnframe.builtins.datasets.saccades import Camera
 
         camera = Camera()
@@ -112,7 +112,8 @@ class NDigits:
         store = load_or_generate(self.root / "NDIGITS" / name, self.seed, camera)
         train_idx, test_idx = split_indices(store["labels"])
         train, test = (
-            Recordings(store, idx, transform, self.first_saccade_only) for idx in (train_idx, test_idx)
+            Recordings(store, idx, transform, self.first_saccade_only, camera.saccade_us) for idx in (train_idx, test_idx)
         )
         key = {"dataset": "ndigits", "recordings": name, "first_saccade_only": self.first_saccade_only}
-        return framed_splits(train, test, transform, cache_dir=self.cache_dir, key=key, augment=self.augment)
+        cache_dir = default_cache_dir(self.root, "ndigits", self.cache, self.cache_dir)
+        return framed_splits(train, test, transform, cache_dir=cache_dir, key=key, augment=self.augment)

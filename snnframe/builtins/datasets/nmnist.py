@@ -14,7 +14,7 @@ from pathlib import Path
 
 from snnframe.builtins.datasets.digits import DIGIT_CLASSES
 from snnframe.contracts import DatasetInfo
-from snnframe.errors import DataError
+from snnframe.errors import DataError, one_line
 
 FOLDERS = {"train": "Train", "test": "Test"}
 ARCHIVES = {"train": "train.zip", "test": "test.zip"}
@@ -51,12 +51,12 @@ class NMNIST:
         self.location = self.root / "NMNIST"
         self.first_saccade_only = first_saccade_only
         self.augment = augment
-        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir else self.root / "cache" / "nmnist") if cache else None
+        self.cache, self.cache_dir = cache, cache_dir
         self.download = download
         self.require_archives = require_archives
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import framed_splits
+        from snnframe.builtins.datasets._events import default_cache_dir, framed_splits
 
         train, test = (self._split(split, transform) for split in ("train", "test"))
         key = {
@@ -65,7 +65,8 @@ class NMNIST:
             "first_saccade_only": self.first_saccade_only,
             "files": [len(train), len(test)],
         }
-        return framed_splits(train, test, transform, cache_dir=self.cache_dir, key=key, augment=self.augment)
+        cache_dir = default_cache_dir(self.root, "nmnist", self.cache, self.cache_dir)
+        return framed_splits(train, test, transform, cache_dir=cache_dir, key=key, augment=self.augment)
 
     def _split(self, split: str, transform):
         import tonic
@@ -86,8 +87,7 @@ class NMNIST:
         try:
             return tonic.datasets.NMNIST(**options)  # downloads when its check fails
         except Exception as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise DataError(self._missing_message(split, f" Downloading failed ({reason}).")) from None
+            raise DataError(self._missing_message(split, f" Downloading failed ({one_line(exc)}).")) from None
 
     def _missing_message(self, split: str, reason: str = "") -> str:
         loc = self.location
