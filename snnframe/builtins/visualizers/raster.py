@@ -49,7 +49,7 @@ class Raster:
         def record(name):
             def hook(module, inputs, output):
                 spikes = output[0] if isinstance(output, tuple) else output
-                recorded.append((name, spikes.detach()[:, self.sample].float().flatten(1).cpu()))
+                recorded.append((name, spikes.detach()[:, 0].float().flatten(1).cpu()))
 
             return hook
 
@@ -57,17 +57,15 @@ class Raster:
             m.register_forward_hook(record(f"{type(m).__name__} ({name})")) for name, m in spiking_layers(ctx.model)
         ]
         try:
-            output, targets = run_samples(ctx, self.sample + 1)
+            output, targets = run_samples(ctx, [self.sample])
         finally:
             for handle in handles:
                 handle.remove()
-        output = output[:, self.sample]
+        output = output[:, 0]
         if not recorded or not torch.equal(recorded[-1][1], output):
             recorded.append(("model output", output))
         titles = [f"hidden {i + 1}" for i in range(len(recorded) - 1)] + ["output"]
-        return [(f"{title}: {name}", spikes) for title, (name, spikes) in zip(titles, recorded)], int(
-            targets[self.sample]
-        )
+        return [(f"{title}: {name}", spikes) for title, (name, spikes) in zip(titles, recorded)], int(targets[0])
 
     def _plot(self, layers: list[tuple[str, torch.Tensor]], names: list[str], target: int) -> Figure:
         output = layers[-1][1]

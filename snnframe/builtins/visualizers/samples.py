@@ -1,6 +1,6 @@
 """Running a few test samples through the trained model for plots."""
 
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import default_collate
@@ -9,15 +9,14 @@ from snnframe.builtins.training.batches import split_batch
 from snnframe.contracts import VisualContext
 
 
-def run_samples(ctx: VisualContext, count: int, model: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output spikes ``[T, n, C]`` and targets ``[n]`` (on the CPU) of the first ``count`` test samples."""
-    count = min(count, len(ctx.test_set))
-    if count == 0:
+def run_samples(ctx: VisualContext, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output spikes ``[T, n, C]`` and targets ``[n]`` (on the CPU) of the test samples at ``indices``."""
+    if len(ctx.test_set) == 0:
         raise ValueError("the test set is empty: nothing to plot")
     collate = ctx.encoder.collate_fn(ctx.info) or default_collate
-    batch = collate([ctx.test_set[i] for i in range(count)])
+    batch = collate([ctx.test_set[i] for i in indices])
     inputs, targets = split_batch(batch, ctx.device)
-    model = ctx.model if model is None else model
+    model = ctx.model
     was_training = model.training
     model.eval()
     try:

@@ -41,7 +41,7 @@ class SpikeCountGif:
         )
 
     def __call__(self, ctx: VisualContext) -> list[Path]:
-        spikes, targets = run_samples(ctx, self.samples)
+        spikes, targets = run_samples(ctx, range(min(self.samples, len(ctx.test_set))))
         labels = class_names(ctx)
         paths = []
         for i in range(spikes.shape[1]):
@@ -92,8 +92,6 @@ class SpikeCountGif:
                 dots.set_data(counts, rows)
                 scanner.set_xdata([t, t])
                 writer.grab_frame()
-            # hold the final counts before the GIF loops; re-use the last image rather
-            # than redraw it when the writer keeps its frames where we expect
-            frames = getattr(writer, "_frames", None)
+            # hold the final counts before the GIF loops (Pillow merges the identical frames)
             for _ in range(round(self.hold_seconds * self.fps)):
-                frames.append(frames[-1]) if isinstance(frames, list) and frames else writer.grab_frame()
+                writer.grab_frame()
