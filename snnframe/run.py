@@ -16,14 +16,14 @@ import attrs
 from snnframe import __version__
 from snnframe.build import Components, construct, resolve, with_defaults
 from snnframe.contracts import DataSettings, Experiment, TrainResult, VisualContext
-from snnframe.errors import RunDirError, TrainingError
+from snnframe.errors import RunDirError, TrainingError, one_line
 from snnframe.plugins import Plugins, load_plugins
 from snnframe.recipe import Recipe, check_core, read, read_with_overrides
 
 log = logging.getLogger("snnframe")
 
-# Keys a resumed run may change: they do not change what is computed.
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device"), ("data", "num_workers")}
+# Keys a resumed run may change. (Not data.num_workers: augmentation draws from the workers' seeds.)
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device")}
 
 
 @attrs.define
@@ -74,7 +74,7 @@ def check_run_dir(recipe: Recipe, resume: bool) -> None:
             raise RunDirError(
                 f"--resume: the recipe differs from the one {run_dir} was started with at "
                 + ", ".join(changed)
-                + "; only train.epochs, train.device and data.num_workers may change on resume"
+                + "; only train.epochs and train.device may change on resume"
             )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(
@@ -116,12 +116,13 @@ def run_logging(run_dir: Path | None) -> Iterator[None]:
     if run_dir is not None:
         console = logging.StreamHandler(sys.stdout)
         console.setFormatter(logging.Formatter("%(message)s"))
+        console.setLevel(logging.INFO)
         handlers.append(console)
         file_handler = logging.FileHandler(run_dir / "training.log", encoding="utf-8")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(file_handler)
     previous_level = log.level
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG)  # DEBUG (tracebacks) reaches training.log only
     for h in handlers:
         log.addHandler(h)
     try:
@@ -177,7 +178,8 @@ def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result
             paths = list(visualizer(ctx))
             log.info("%s wrote %s", name, ", ".join(str(p.relative_to(experiment.run_dir)) for p in paths))
         except Exception as exc:  # a plot must not cost the user the trained run
-            log.exception("visualizer %s failed", name)
+            log.error("visualizer %s failed: %s", name, one_line(exc))
+            log.debug("visualizer %s traceback", name, exc_info=True)
             failed.append(f"{name} ({type(exc).__name__}: {exc})")
             continue
         written += paths

@@ -222,3 +222,23 @@ def test_plugins_add_commands_and_a_failing_one_is_reported():
     assert "hello from a plugin" in result.output
     assert ('snnframe: warning: plugin "bad" (not from a distribution) failed to load and is skipped: '
             "register_commands: RuntimeError: no commands today") in result.output
+
+
+def test_a_failing_visualizer_keeps_the_run_and_the_others(invoke, toy_recipe, tmp_path):
+    text = toy_recipe.read_text()
+    toy_recipe.write_text(text.replace('[[visualize]]\nkind = "toy_vis"', '[[visualize]]\nkind = "toy_broken"\n\n[[visualize]]\nkind = "toy_vis"'))
+    result = invoke("run", toy_recipe)
+    assert result.exit_code == 1
+    assert "visualizer toy_broken failed: second line" in result.output
+    assert "Traceback" not in result.output
+    run_dir = tmp_path / "runs" / "toy"
+    assert (run_dir / "toy.txt").is_file() and len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    log = (run_dir / "training.log").read_text()
+    assert "Traceback" in log and "ValueError: nothing to draw" in log
+    assert f"training finished and was saved in {run_dir}, but visualizers failed: toy_broken" in result.output
+
+
+def test_resume_refuses_other_data_workers(invoke, toy_recipe):
+    assert invoke("run", toy_recipe, "--set", "train.epochs=1").exit_code == 0
+    result = invoke("run", toy_recipe, "--resume", "--set", "data.num_workers=2")
+    assert result.exit_code == 2 and "at data.num_workers;" in result.output

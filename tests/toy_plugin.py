@@ -139,9 +139,15 @@ def register_trainers(register):
     register("toy_trainer", ToyTrainer)
 
 
+class BrokenVisualizer:
+    def __call__(self, ctx):
+        raise ValueError("nothing to draw\nsecond line")
+
+
 @snnframe.hookimpl
 def register_visualizers(register):
     register("toy_vis", ToyVisualizer)
+    register("toy_broken", BrokenVisualizer)
 
 
 TOY_RECIPE = """\
