@@ -217,18 +217,32 @@ def test_checkpoint_every_and_grad_clip(tmp_path):
     assert names == ["epoch_2.pt", "epoch_4.pt", "epoch_5.pt", "last.pt"]
 
 
-def test_gradients_are_clipped(tmp_path, monkeypatch):
+def grad_norms_at_each_step(run):
+    """The global gradient norm the optimizer sees at each of its steps during ``run()``."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
     norms = []
-    real_clip = torch.nn.utils.clip_grad_norm_
 
-    def spy(parameters, max_norm, *args, **kwargs):
-        parameters = list(parameters)
-        norms.append(real_clip(parameters, max_norm, *args, **kwargs))
-        return norms[-1]
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    trainer(epochs=1, grad_clip=1e-3).fit(make_experiment(tmp_path))
-    assert len(norms) == 6  # once per batch
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return norms
+
+
+def test_gradients_are_clipped(tmp_path):
+    clip = 1e-3
+    free = grad_norms_at_each_step(lambda: trainer(epochs=1).fit(make_experiment(tmp_path / "free")))
+    clipped = grad_norms_at_each_step(lambda: trainer(epochs=1, grad_clip=clip).fit(make_experiment(tmp_path / "clip")))
+    assert len(free) == len(clipped) == 6  # one step per batch
+    assert min(free) > 10 * clip  # without grad_clip the norms are far above it: the clip has work to do
+    assert max(clipped) <= clip * (1 + 1e-4)
+    assert max(clipped) >= clip * (1 - 1e-4)  # clipped to the limit, not zeroed
 
 
 def test_precision_other_than_fp32_falls_back_on_cpu(tmp_path, caplog):
