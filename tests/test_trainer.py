@@ -144,6 +144,46 @@ def test_resume_without_a_checkpoint_starts_from_epoch_one(tmp_path, caplog):
     assert "no " in caplog.text and "starting from epoch 1" in caplog.text
 
 
+def test_resume_with_epoch_checkpoints_but_no_last_pt_changes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    trainer(epochs=2).fit(make_experiment(run_dir))
+    checkpoints = run_dir / "checkpoints"
+    (checkpoints / "last.pt").unlink()
+    (checkpoints / "epoch_10.pt").write_bytes((checkpoints / "epoch_2.pt").read_bytes())  # 10 sorts after 2
+    before = {p.name: p.read_bytes() for p in [run_dir / "metrics.jsonl", *checkpoints.iterdir()]}
+
+    with pytest.raises(ResumeError, match=r"last\.pt is missing but .*epoch_10\.pt is there.*copy it to last\.pt"):
+        trainer(epochs=3).fit(make_experiment(run_dir, resume=True))
+    assert {p.name: p.read_bytes() for p in [run_dir / "metrics.jsonl", *checkpoints.iterdir()]} == before
+
+    # following the advice continues the run
+    (checkpoints / "epoch_10.pt").unlink()
+    (checkpoints / "last.pt").write_bytes((checkpoints / "epoch_2.pt").read_bytes())
+    resumed = trainer(epochs=3).fit(make_experiment(run_dir, resume=True))
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda state: state.pop("history"), "lacks history"),
+        (lambda state: state.pop("rng"), "lacks rng"),
+        (lambda state: state["rng"].pop("numpy"), "malformed random state"),
+        (lambda state: state.update(history=None), "malformed random state, history or epoch"),
+    ],
+    ids=["no history", "no rng", "no numpy state", "history None"],
+)
+def test_resume_from_an_incomplete_checkpoint_is_a_clear_error(tmp_path, damage, message):
+    run_dir = tmp_path / "run"
+    trainer(epochs=1).fit(make_experiment(run_dir))
+    last = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    damage(state)
+    torch.save(state, last)
+    with pytest.raises(ResumeError, match=message):
+        trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
+
+
 def test_resume_from_an_unreadable_checkpoint_is_a_clear_error(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)

@@ -26,6 +26,7 @@ from snnframe.builtins.training.checkpoint import (
     FORMAT_VERSION,
     capture_rng,
     load_checkpoint,
+    newest_epoch_checkpoint,
     restore_rng,
     save_checkpoint,
     write_text_atomic,
@@ -211,9 +212,16 @@ class _Run:
         last = self.ckpt_dir / "last.pt"
         state = None
         if self.exp.resume:
-            if self.dist.rank == 0 and last.exists():
-                state = load_checkpoint(last)
-            state = self.dist.broadcast(state)
+            problem = None
+            if self.dist.rank == 0:
+                try:
+                    state = self._read_checkpoint(last)
+                except ResumeError as exc:
+                    problem = str(exc)
+            # every process stops on rank 0's problem instead of waiting for a state that never comes
+            state, problem = self.dist.broadcast((state, problem))
+            if problem is not None:
+                raise ResumeError(problem)
         if state is None:
             if self.exp.resume:
                 self.log.warning("--resume: no %s yet, starting from epoch 1", last)
@@ -231,13 +239,33 @@ class _Run:
                 self.scaler.load_state_dict(state["scaler"])
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ResumeError(f"{last} does not fit this recipe's model or optimizer: {exc}") from exc
-        restore_rng(state["rng"], self.generator)
-        self.history = list(state["history"])
+        try:
+            restore_rng(state["rng"], self.generator)
+            self.history = [dict(row) for row in state["history"]]
+            epoch = int(state["epoch"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise ResumeError(
+                f"{last} holds a malformed random state, history or epoch ({type(exc).__name__}: {exc}); "
+                "it was not written by this trainer"
+            ) from exc
         if self.is_main:
             # drop rows of an epoch that was logged but not checkpointed
             write_text_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
-        self.log.info("resuming from %s after epoch %d", last, state["epoch"])
-        return int(state["epoch"])
+        self.log.info("resuming from %s after epoch %d", last, epoch)
+        return epoch
+
+    def _read_checkpoint(self, last: Path) -> dict[str, Any] | None:
+        """``last.pt``'s state; ``None`` when the run has not finished an epoch yet."""
+        if last.exists():
+            return load_checkpoint(last)
+        kept = newest_epoch_checkpoint(self.ckpt_dir)
+        if kept is None:
+            return None
+        # starting over would empty metrics.jsonl and overwrite the epoch files
+        raise ResumeError(
+            f"--resume: {last} is missing but {kept} is there; nothing was changed. To continue from that "
+            f"epoch, copy it to last.pt (cp {kept} {last}) and run with --resume again"
+        )
 
     # -- the loop -------------------------------------------------------------
 

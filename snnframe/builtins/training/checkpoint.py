@@ -6,6 +6,7 @@ Everything stored is a tensor, dict, list, number, string or None, so
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ import torch
 from snnframe.builtins.training.errors import ResumeError
 
 FORMAT_VERSION = 1
+
+# What ``_Run._save`` writes besides ``format``; a file lacking one cannot be resumed.
+REQUIRED_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "rng")
+EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -35,7 +40,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ResumeError(f"cannot load checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise ResumeError(f"{path} is not a snnframe bptt checkpoint (format {FORMAT_VERSION})")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ResumeError(
+            f"{path} lacks {', '.join(missing)}: it is incomplete or was not written by the bptt trainer"
+        )
     return state
+
+
+def newest_epoch_checkpoint(directory: Path) -> Path | None:
+    """The ``epoch_<k>.pt`` in ``directory`` with the largest ``k``, if any."""
+    if not directory.is_dir():
+        return None
+    found = [(int(m[1]), p) for p in directory.iterdir() if (m := EPOCH_FILE.fullmatch(p.name)) and p.is_file()]
+    return max(found)[1] if found else None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
