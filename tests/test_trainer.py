@@ -58,7 +58,8 @@ def test_checkpoint_is_weights_only_loadable_and_complete(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 2
     assert state["history"] == result.history
-    assert set(state["rng"]) == {"torch", "cuda", "numpy", "python", "sampler"}
+    assert state["format"] == 2
+    assert set(state["rng"]) == {"torch", "cuda", "numpy", "python"}
     assert state["scheduler"]["last_epoch"] == 2
     assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
     for name, value in result.model.state_dict().items():
@@ -190,6 +191,19 @@ def test_resume_from_an_unreadable_checkpoint_is_a_clear_error(tmp_path):
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ResumeError, match="cannot load checkpoint .*last.pt"):
         trainer().fit(make_experiment(run_dir, resume=True))
+
+
+def test_resume_from_a_checkpoint_of_another_format_is_a_clear_error(tmp_path):
+    run_dir = tmp_path / "run"
+    trainer(epochs=1).fit(make_experiment(run_dir))
+    last = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["format"] = 1  # what snnframe wrote before the sampler's generator state was dropped
+    state["rng"]["sampler"] = torch.Generator().get_state()
+    torch.save(state, last)
+    with pytest.raises(ResumeError, match="last.pt has checkpoint format 1, from another snnframe version; "
+                                          "this one resumes format 2 only"):
+        trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
 
 
 def test_resume_with_a_different_model_is_a_clear_error(tmp_path):

@@ -240,7 +240,7 @@ class _Run:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ResumeError(f"{last} does not fit this recipe's model or optimizer: {exc}") from exc
         try:
-            restore_rng(state["rng"], self.generator)
+            restore_rng(state["rng"])
             self.history = [dict(row) for row in state["history"]]
             epoch = int(state["epoch"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
@@ -420,7 +420,7 @@ class _Run:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "scaler": self.scaler.state_dict(),
             "history": self.history,
-            "rng": capture_rng(self.generator),
+            "rng": capture_rng(),
         }
         every = self.t.checkpoint_every
         if every and (epoch % every == 0 or epoch == self.t.epochs):

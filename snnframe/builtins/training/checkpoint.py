@@ -15,7 +15,8 @@ import torch
 
 from snnframe.builtins.training.errors import ResumeError
 
-FORMAT_VERSION = 1
+# 2: no "sampler" generator state in "rng" (the shuffle generator is reseeded every epoch)
+FORMAT_VERSION = 2
 
 # What ``_Run._save`` writes besides ``format``; a file lacking one cannot be resumed.
 REQUIRED_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "rng")
@@ -38,8 +39,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated file, a foreign pickle, ...
         raise ResumeError(f"cannot load checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+    if not isinstance(state, dict) or not isinstance(state.get("format"), int):
         raise ResumeError(f"{path} is not a snnframe bptt checkpoint (format {FORMAT_VERSION})")
+    if state["format"] != FORMAT_VERSION:
+        raise ResumeError(
+            f"{path} has checkpoint format {state['format']}, from another snnframe version; this one resumes "
+            f"format {FORMAT_VERSION} only. Finish the run with the snnframe version that started it, or start "
+            "a new run (the file's weights still load: torch.load(path, weights_only=True)['model'])"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise ResumeError(
@@ -62,7 +69,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def capture_rng(sampler_generator: torch.Generator) -> dict[str, Any]:
+def capture_rng() -> dict[str, Any]:
     """All random states a resumed run needs, as weights_only-loadable values."""
     _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
@@ -80,11 +87,10 @@ def capture_rng(sampler_generator: torch.Generator) -> dict[str, Any]:
             "state": torch.tensor(py_state, dtype=torch.int64),
             "gauss_next": py_gauss,
         },
-        "sampler": sampler_generator.get_state(),
     }
 
 
-def restore_rng(state: dict[str, Any], sampler_generator: torch.Generator) -> None:
+def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         # a run resumed on a machine with fewer GPUs restores what it can
@@ -102,4 +108,3 @@ def restore_rng(state: dict[str, Any], sampler_generator: torch.Generator) -> No
     )
     py_state = state["python"]
     random.setstate((py_state["version"], tuple(py_state["state"].tolist()), py_state["gauss_next"]))
-    sampler_generator.set_state(state["sampler"])
