@@ -10,8 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
-from snnframe.builtins.training.bptt import TIMING_KEYS
+from snnframe.builtins.losses.spike_losses import ce_rate
+from snnframe.builtins.training.bptt import TIMING_KEYS, BPTTTrainer
+from snnframe.contracts import DatasetInfo
+from trainer_toys import make_experiment
 
 TESTS = Path(__file__).parent
 
@@ -25,7 +29,7 @@ WORKER = textwrap.dedent(
 
     from snnframe.builtins.losses.spike_losses import ce_rate, correct_count
     from snnframe.builtins.training.bptt import BPTTTrainer
-    from trainer_toys import make_experiment
+    from trainer_toys import MaskRecordingSNN, make_experiment
 
     out, spare_ports = Path(sys.argv[1]), sys.argv[2:]
     rank = int(os.environ["RANK"])
@@ -42,7 +46,7 @@ WORKER = textwrap.dedent(
             os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
             os.environ["MASTER_PORT"] = spare_ports[len(dist_runs) - 1]
         dist_runs.append(name)
-        experiment = make_experiment(run_dir(name), batch_size=8, resume=resume)
+        experiment = make_experiment(run_dir(name), batch_size=8, resume=resume, model=MaskRecordingSNN)
         result = BPTTTrainer(epochs=epochs, lr=1e-2, device="cpu", loss=ce_rate()).fit(experiment)
         assert not dist.is_initialized(), "the trainer leaves no process group behind"
         return experiment, result
@@ -58,6 +62,8 @@ WORKER = textwrap.dedent(
         "history": whole.history,
         "resumed_history": resumed.history,
         "params": [p.detach().double().sum().item() for p in whole.model.parameters()],
+        "dropped": whole.model.dropped,  # dropout masks of epochs 1 and 2, batch by batch
+        "resumed_dropped": resumed.model.dropped,  # epoch 2's, after resuming
     }
     if rank == 0:  # the whole test set through the final model in one process
         model = whole.model.eval()
@@ -126,6 +132,13 @@ def test_two_process_gloo_run_has_one_writer_and_reduced_metrics(tmp_path):
     assert rows[-1]["test_loss"] == pytest.approx(reports[0]["test_loss"], rel=1e-6)
     assert rows[-1]["test_acc"] == pytest.approx(reports[0]["test_acc"])
 
+    # each process draws its own random numbers (here: dropout masks), and a resumed process
+    # continues its own stream
+    masks = [r["dropped"] for r in reports]
+    assert len(masks[0]) == len(masks[1]) == 12  # 48 samples a rank, batch 8, 2 epochs
+    assert all(a != b for a, b in zip(*masks)), "ranks drew the same dropout masks"
+    assert [r["resumed_dropped"] for r in reports] == [m[6:] for m in masks]
+
     # resuming a distributed run (checkpoint broadcast from rank 0) reproduces it
     split = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert without_timings(split) == without_timings(rows)
@@ -155,3 +168,47 @@ def test_torchrun_m_snnframe_run_writes_one_run_directory(tmp_path):
     assert (run_dir / "training.log").read_text().count("epoch 2/2 ") == 1
     assert "(2 processes)" in result.stdout
     assert result.stdout.count("done: epoch 2") == 1
+
+
+class Draws:
+    """A training set whose samples are random draws made where the sample is loaded, like augmentation."""
+
+    info = DatasetInfo("image", (1,), 2)
+
+    class Split(torch.utils.data.Dataset):
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, index):
+            return torch.rand(()), index  # (sample, label): the label records which sample it was
+
+    def splits(self, transform):
+        return self.Split(), self.Split()
+
+
+def test_ranks_shard_alike_but_seed_their_loader_workers_apart(tmp_path):
+    from snnframe.builtins.training.bptt import _Run, epoch_seed
+    from snnframe.builtins.training.distributed import DistContext
+
+    def epoch(rank, world_size, number):
+        """The training loader's (sample indices, draws) in epoch ``number`` on process ``rank``."""
+        experiment = make_experiment(tmp_path / f"rank{rank}", dataset=Draws(), num_workers=1, batch_size=3)
+        trainer = BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate())
+        run = _Run(trainer, experiment, DistContext(rank, world_size), torch.device("cpu"))
+        run._begin_epoch(number)
+        draws, indices = zip(*run.train_loader)
+        return torch.cat(indices).tolist(), torch.cat(draws)
+
+    (shard0, draws0), (shard1, draws1) = epoch(0, 2, 1), epoch(1, 2, 1)
+    # the DistributedSampler's shuffle is seeded alike on every rank: the shards split the set
+    assert sorted(shard0 + shard1) == list(range(12))
+    # the workers' seeds are not: augmentation differs between ranks ...
+    assert not torch.equal(draws0, draws1)
+    # ... and between epochs, and repeats exactly for the same rank and epoch (resume)
+    assert not torch.equal(epoch(1, 2, 2)[1], draws1)
+    assert torch.equal(epoch(1, 2, 1)[1], draws1)
+    # a single process seeds as before
+    single = _Run(BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate()),
+                  make_experiment(tmp_path / "single"), DistContext(), torch.device("cpu"))
+    single._begin_epoch(3)
+    assert single.generator.initial_seed() == epoch_seed(0, 3) == 3

@@ -58,8 +58,10 @@ def test_checkpoint_is_weights_only_loadable_and_complete(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 2
     assert state["history"] == result.history
-    assert state["format"] == 2
-    assert set(state["rng"]) == {"torch", "cuda", "numpy", "python"}
+    assert state["format"] == 3
+    [rng] = state["rng"]  # one process: one random state
+    assert set(rng) == {"torch", "cuda", "numpy", "python"}
+    assert rng["cuda"] is None  # trained on CPU: CUDA untouched
     assert state["scheduler"]["last_epoch"] == 2
     assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
     for name, value in result.model.state_dict().items():
@@ -169,7 +171,7 @@ def test_resume_with_epoch_checkpoints_but_no_last_pt_changes_nothing(tmp_path):
     [
         (lambda state: state.pop("history"), "lacks history"),
         (lambda state: state.pop("rng"), "lacks rng"),
-        (lambda state: state["rng"].pop("numpy"), "malformed random state"),
+        (lambda state: state["rng"][0].pop("numpy"), "malformed random state"),
         (lambda state: state.update(history=None), "malformed random state, history or epoch"),
     ],
     ids=["no history", "no rng", "no numpy state", "history None"],
@@ -199,11 +201,57 @@ def test_resume_from_a_checkpoint_of_another_format_is_a_clear_error(tmp_path):
     last = run_dir / "checkpoints" / "last.pt"
     state = torch.load(last, weights_only=True)
     state["format"] = 1  # what snnframe wrote before the sampler's generator state was dropped
-    state["rng"]["sampler"] = torch.Generator().get_state()
+    state["rng"] = {**state["rng"][0], "sampler": torch.Generator().get_state()}
     torch.save(state, last)
     with pytest.raises(ResumeError, match="last.pt has checkpoint format 1, from another snnframe version; "
-                                          "this one resumes format 2 only"):
+                                          "this one resumes format 3 only"):
         trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
+
+
+def test_resume_with_another_number_of_processes_warns_and_continues(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    trainer(epochs=1).fit(make_experiment(run_dir))
+    last = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["rng"] = state["rng"] * 2  # as if two processes had trained
+    torch.save(state, last)
+    with caplog.at_level(logging.WARNING, logger="snnframe"):
+        resumed = trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
+    assert "holds the random states of 2 process(es) but 1 train now" in caplog.text
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+
+
+def test_cpu_training_on_a_cuda_machine_leaves_cuda_random_states_alone(tmp_path, monkeypatch):
+    def refuse(name):
+        def no_cuda(*args, **kwargs):  # a function of its own per name: torch._dynamo indexes them
+            raise AssertionError(f"a CPU run called torch.cuda.{name}")
+
+        return no_cuda
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # torch's own optimizer step would then look for a CUDA stream this machine lacks
+    monkeypatch.setattr(torch.optim.Optimizer, "_accelerator_graph_capture_health_check", lambda self: None,
+                        raising=False)
+    for name in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all", "manual_seed"):
+        monkeypatch.setattr(torch.cuda, name, refuse(name))
+    run_dir = tmp_path / "run"
+    trainer(epochs=1).fit(make_experiment(run_dir))
+    trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
+
+
+def test_a_process_saves_and_restores_only_its_own_cuda_device(monkeypatch):
+    from snnframe.builtins.training.checkpoint import capture_rng, restore_rng
+
+    calls = []
+    own = torch.tensor([7, 7], dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls.append(("get", device)) or own)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("read every device's state"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append(("set", state, device)))
+    device = torch.device("cuda", 1)  # rank 1 of a run on one machine
+    state = capture_rng(device)
+    assert state["cuda"] is own and calls == [("get", device)]
+    restore_rng(state, device)
+    assert calls[1] == ("set", own, device)
 
 
 def test_resume_with_a_different_model_is_a_clear_error(tmp_path):

@@ -101,6 +101,23 @@ class ToySNN(nn.Module):
         return self.lif2(self.fc2(h) * 2.0)
 
 
+class MaskRecordingSNN(ToySNN):
+    """Records which hidden activations its dropout zeroed in each training forward pass.
+
+    Dropout masks come from the process's torch stream, whatever its data: two processes
+    record the same masks exactly when they draw the same random numbers.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.dropped: list[list[int]] = []
+        self.drop.register_forward_hook(self._record)
+
+    def _record(self, module, inputs, output):
+        if module.training:
+            self.dropped.append(((output == 0) & (inputs[0] != 0)).flatten().nonzero().flatten().tolist())
+
+
 class InjectedCrash(Exception):
     pass
 
@@ -138,7 +155,7 @@ def seed_everything(seed: int) -> None:
 
 
 def make_experiment(run_dir: Path, *, seed: int = 0, resume: bool = False, model=ToySNN, batch_size: int = 16,
-                    steps: int = 6, is_main: bool = True) -> Experiment:
+                    steps: int = 6, is_main: bool = True, dataset=None, num_workers: int = 0) -> Experiment:
     """An Experiment as the core builds it; ``model`` is called after seeding."""
     seed_everything(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,9 +165,9 @@ def make_experiment(run_dir: Path, *, seed: int = 0, resume: bool = False, model
         run_dir=run_dir,
         recipe={},
         resume=resume,
-        dataset=ToyDataset(),
+        dataset=ToyDataset() if dataset is None else dataset,
         encoder=RepeatEncoder(steps),
         model=model(),
-        data=DataSettings(batch_size=batch_size, subset=1, test_subset=1, num_workers=0),
+        data=DataSettings(batch_size=batch_size, subset=1, test_subset=1, num_workers=num_workers),
         is_main=is_main,
     )

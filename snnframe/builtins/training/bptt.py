@@ -27,8 +27,11 @@ from snnframe.builtins.training.checkpoint import (
     capture_rng,
     load_checkpoint,
     newest_epoch_checkpoint,
+    process_seed,
     restore_rng,
+    rng_states,
     save_checkpoint,
+    seed_process,
     write_text_atomic,
 )
 from snnframe.builtins.training.distributed import DEVICE_PATTERN, DistContext, ShardSampler, resolve_device
@@ -122,9 +125,19 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of epoch ``epoch``'s shuffle: fixed per epoch, so a resumed run shuffles alike."""
-    return (seed * 1_000_003 + epoch) % (2**63)
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed of the training loader's generator in epoch ``epoch`` on process ``rank``.
+
+    Fixed per (epoch, rank), so a resumed run draws alike. The generator shuffles a
+    single process's data and seeds the loader's workers (augmentation), so each rank
+    of a distributed run gets its own; its shuffle is the ``DistributedSampler``'s,
+    seeded alike on every rank so that the shards do not overlap. Rank 0's seed is a
+    single process's.
+    """
+    if rank == 0:
+        return (seed * 1_000_003 + epoch) % (2**63)
+    # mixed through all bits: torch's CPU generator keeps only a seed's low 32 bits
+    return process_seed(seed, rank, epoch)
 
 
 class _Run:
@@ -207,8 +220,9 @@ class _Run:
         # evaluation runs unwrapped under DDP: ranks hold different numbers of test batches
         self.eval_net = self.model if self.dist.active else net
 
-    def _resume(self) -> int:
-        """Load ``last.pt`` if asked to; return the number of epochs already done."""
+    def _resume(self) -> tuple[int, list[dict[str, Any]] | None]:
+        """Load ``last.pt`` if asked to; return the number of epochs already done and the
+        processes' saved random states (``None`` for a run from the start)."""
         last = self.ckpt_dir / "last.pt"
         state = None
         if self.exp.resume:
@@ -228,7 +242,7 @@ class _Run:
             if self.is_main:
                 self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
                 self.metrics_path.write_text("")
-            return 0
+            return 0, None
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -240,19 +254,16 @@ class _Run:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ResumeError(f"{last} does not fit this recipe's model or optimizer: {exc}") from exc
         try:
-            restore_rng(state["rng"])
+            saved_rng = rng_states(state["rng"])  # checked here, alike on every process
             self.history = [dict(row) for row in state["history"]]
             epoch = int(state["epoch"])
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
-            raise ResumeError(
-                f"{last} holds a malformed random state, history or epoch ({type(exc).__name__}: {exc}); "
-                "it was not written by this trainer"
-            ) from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed(last, exc) from exc
         if self.is_main:
             # drop rows of an epoch that was logged but not checkpointed
             write_text_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
         self.log.info("resuming from %s after epoch %d", last, epoch)
-        return epoch
+        return epoch, saved_rng
 
     def _read_checkpoint(self, last: Path) -> dict[str, Any] | None:
         """``last.pt``'s state; ``None`` when the run has not finished an epoch yet."""
@@ -267,11 +278,38 @@ class _Run:
             f"epoch, copy it to last.pt (cp {kept} {last}) and run with --resume again"
         )
 
+    def _start_random_streams(self, start: int, saved: list[dict[str, Any]] | None) -> None:
+        """Restore this process's random states from the checkpoint, or give it streams of its own.
+
+        The core seeded every process alike (identical initial weights); from here on the
+        processes of a distributed run draw different dropout masks, encoder spikes and
+        augmentations. A single process starting from epoch 1 keeps the core's streams.
+        """
+        rank = self.dist.rank
+        if saved is not None and len(saved) != self.dist.world_size:
+            self.log.warning(
+                "%s holds the random states of %d process(es) but %d train now: processes without one start "
+                "new streams, so the run will not repeat an uninterrupted one",
+                self.ckpt_dir / "last.pt", len(saved), self.dist.world_size,
+            )
+        if saved is None or rank >= len(saved):
+            if self.dist.active or saved is not None:
+                seed_process(process_seed(self.exp.seed, rank, start))
+            return
+        try:
+            restore_rng(saved[rank], self.device)
+            missing_cuda = self.device.type == "cuda" and saved[rank]["cuda"] is None
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise _malformed(self.ckpt_dir / "last.pt", exc) from exc
+        if missing_cuda:  # the run trained on CPU before
+            torch.cuda.manual_seed(process_seed(self.exp.seed, rank, start))
+
     # -- the loop -------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        start = self._resume()
+        start, saved_rng = self._resume()
         self._wrap()
+        self._start_random_streams(start, saved_rng)
         t = self.t
         params = sum(p.numel() for p in self.model.parameters())
         self.log.info(
@@ -288,9 +326,7 @@ class _Run:
         if start >= t.epochs:
             self.log.info("already trained for %d epochs; nothing to do", start)
         for epoch in range(start + 1, t.epochs + 1):
-            self.generator.manual_seed(epoch_seed(self.exp.seed, epoch))
-            if self.dist.active:
-                self.train_sampler.set_epoch(epoch)
+            self._begin_epoch(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             began = time.perf_counter()
             train_loss, train_acc = self._train_epoch(epoch)
@@ -322,12 +358,19 @@ class _Run:
                 lr,
                 train_seconds + eval_seconds,
             )
+            rng = self.dist.all_gather(capture_rng(self.device))  # every process's, for the checkpoint
             if self.is_main:
-                self._save(epoch)
+                self._save(epoch, rng)
                 with open(self.metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                     f.flush()
         return TrainResult(model=self.model, history=self.history, device=self.device, is_main=self.is_main)
+
+    def _begin_epoch(self, epoch: int) -> None:
+        """Seed the training loader's shuffle and workers for ``epoch``."""
+        self.generator.manual_seed(epoch_seed(self.exp.seed, epoch, self.dist.rank))
+        if self.dist.active:
+            self.train_sampler.set_epoch(epoch)
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -411,7 +454,7 @@ class _Run:
             return None, None
         return loss_sum / count, correct / count
 
-    def _save(self, epoch: int) -> None:
+    def _save(self, epoch: int, rng: list[dict[str, Any]]) -> None:
         state = {
             "format": FORMAT_VERSION,
             "epoch": epoch,
@@ -420,12 +463,19 @@ class _Run:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "scaler": self.scaler.state_dict(),
             "history": self.history,
-            "rng": capture_rng(),
+            "rng": rng,
         }
         every = self.t.checkpoint_every
         if every and (epoch % every == 0 or epoch == self.t.epochs):
             save_checkpoint(state, self.ckpt_dir / f"epoch_{epoch}.pt")
         save_checkpoint(state, self.ckpt_dir / "last.pt")
+
+
+def _malformed(path: Path, exc: Exception) -> ResumeError:
+    return ResumeError(
+        f"{path} holds a malformed random state, history or epoch ({type(exc).__name__}: {exc}); "
+        "it was not written by this trainer"
+    )
 
 
 def _percent(fraction: float | None) -> str:

@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, ``weights_only`` loading, RNG states.
+"""Checkpoint files: atomic writes, ``weights_only`` loading; each process's random streams.
 
 Everything stored is a tensor, dict, list, number, string or None, so
 ``torch.load(..., weights_only=True)`` can read it back.
@@ -16,7 +16,8 @@ import torch
 from snnframe.builtins.training.errors import ResumeError
 
 # 2: no "sampler" generator state in "rng" (the shuffle generator is reseeded every epoch)
-FORMAT_VERSION = 2
+# 3: "rng" is a list, one state per process (rank), each with its own device's CUDA state only
+FORMAT_VERSION = 3
 
 # What ``_Run._save`` writes besides ``format``; a file lacking one cannot be resumed.
 REQUIRED_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "rng")
@@ -69,13 +70,29 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def capture_rng() -> dict[str, Any]:
-    """All random states a resumed run needs, as weights_only-loadable values."""
+def process_seed(seed: int, rank: int, epoch: int = 0) -> int:
+    """A seed for process ``rank``'s random streams: distinct per (seed, rank, epoch), in [0, 2**63)."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def seed_process(seed: int) -> None:
+    """Seed this process's torch (CPU and every CUDA device), NumPy and Python ``random`` streams."""
+    torch.manual_seed(seed)  # CUDA lazily: a CPU run does not initialise it
+    np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
+    random.seed(seed)
+
+
+def capture_rng(device: torch.device) -> dict[str, Any]:
+    """This process's random states, as weights_only-loadable values.
+
+    Of CUDA only ``device``'s generator, and only when training on it: each process
+    of a distributed run owns one device, and a CPU run never initialises CUDA.
+    """
     _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "numpy": {
             "keys": torch.from_numpy(np_keys.astype(np.int64)),
             "pos": int(np_pos),
@@ -90,13 +107,26 @@ def capture_rng() -> dict[str, Any]:
     }
 
 
-def restore_rng(state: dict[str, Any]) -> None:
+def rng_states(value: Any) -> list[dict[str, Any]]:
+    """A checkpoint's ``"rng"``: one :func:`capture_rng` dict per process (KeyError/TypeError if not)."""
+    states = [dict(state) for state in value]
+    for rank, state in enumerate(states):
+        missing = [key for key in ("torch", "cuda", "numpy", "python") if key not in state]
+        if missing:
+            raise KeyError(f"process {rank}'s random state lacks {', '.join(missing)}")
+    return states
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`capture_rng` captured.
+
+    ``device``'s CUDA generator keeps its state if the checkpoint has none for it
+    (written by a run on CPU).
+    """
+    np_state, py_state = state["numpy"], state["python"]
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        # a run resumed on a machine with fewer GPUs restores what it can
-        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
-    np_state = state["numpy"]
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
     np.random.set_state(
         (
             "MT19937",
@@ -106,5 +136,4 @@ def restore_rng(state: dict[str, Any]) -> None:
             np_state["cached_gaussian"],
         )
     )
-    py_state = state["python"]
     random.setstate((py_state["version"], tuple(py_state["state"].tolist()), py_state["gauss_next"]))

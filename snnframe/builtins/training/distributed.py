@@ -83,6 +83,14 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order, on every process."""
+        if not self.active:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every process."""
         if not self.active:
