@@ -25,6 +25,7 @@ from snnframe.builtins.training.batches import split_batch
 from snnframe.builtins.training.checkpoint import (
     FORMAT_VERSION,
     capture_rng,
+    copy_checkpoint,
     load_checkpoint,
     newest_epoch_checkpoint,
     process_seed,
@@ -465,10 +466,11 @@ class _Run:
             "history": self.history,
             "rng": rng,
         }
+        last = self.ckpt_dir / "last.pt"
+        save_checkpoint(state, last)  # serialised once; the epoch's file is a copy of it
         every = self.t.checkpoint_every
         if every and (epoch % every == 0 or epoch == self.t.epochs):
-            save_checkpoint(state, self.ckpt_dir / f"epoch_{epoch}.pt")
-        save_checkpoint(state, self.ckpt_dir / "last.pt")
+            copy_checkpoint(last, self.ckpt_dir / f"epoch_{epoch}.pt")
 
 
 def _malformed(path: Path, exc: Exception) -> ResumeError:

@@ -7,6 +7,7 @@ Everything stored is a tensor, dict, list, number, string or None, so
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,20 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def copy_checkpoint(source: Path, path: Path) -> None:
+    """Give ``path`` the content of the finished file ``source`` (a hard link if possible), atomically.
+
+    ``source`` is later replaced, never rewritten in place, so a link stays a true copy.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links on this file system
+        shutil.copyfile(source, tmp)
     os.replace(tmp, path)
 
 
@@ -67,6 +82,20 @@ def newest_epoch_checkpoint(directory: Path) -> Path | None:
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def copy_checkpoint(source: Path, path: Path) -> None:
+    """Give ``path`` the content of the finished file ``source`` (a hard link if possible), atomically.
+
+    ``source`` is later replaced, never rewritten in place, so a link stays a true copy.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links on this file system
+        shutil.copyfile(source, tmp)
     os.replace(tmp, path)
 
 
