@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from snnframe.builtins.datasets.digits import DIGIT_CLASSES, load_digits8, render_28, split_indices
 from snnframe.contracts import DatasetInfo
+from snnframe.io import atomic_writer
 
 GENERATOR_VERSION = 1  # bump when the simulation changes: it renames the stored file
 
@@ -66,10 +66,8 @@ def load_or_generate(path: Path, seed: int, camera) -> dict[str, np.ndarray]:
         images8, labels = load_digits8()
         x, y, t, p, offsets = simulate(render_28(images8), seed, camera)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as f:  # written whole, then renamed: concurrent runs are safe
+        with atomic_writer(path) as f:  # written whole, then renamed: concurrent runs are safe
             np.savez_compressed(f, x=x, y=y, t=t.astype(np.uint32), p=p, offsets=offsets, labels=labels)
-        os.replace(temporary, path)
     with np.load(path) as data:
         return {name: data[name] for name in data.files}
 
