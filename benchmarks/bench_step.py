@@ -99,7 +99,7 @@ def seed_side(model, x, y, static):
 def snnframe_model(input_shape):
     from snnframe.builtins.models.csnn import csnn
     from snnframe.builtins.neurons.leaky import Leaky
-    from snnframe.builtins.neurons.surrogates import FastSigmoid
+    from snnframe.engine.surrogate import FastSigmoid
 
     return csnn(input_shape=input_shape, num_classes=10,
                 neuron=lambda: Leaky(beta=BETA, surrogate=FastSigmoid(slope=SLOPE)))
@@ -310,7 +310,7 @@ def main(argv=None):
     if device.type == "cpu":
         # What the bptt trainer applies on CPU. Process-wide, so both timed sides get it
         # (the memory subprocesses pin glibc instead).
-        from snnframe.builtins.models.host_memory import keep_freed_memory
+        from snnframe.engine.host_memory import keep_freed_memory
 
         kept = keep_freed_memory()
 

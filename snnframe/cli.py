@@ -13,7 +13,7 @@ import click
 from snnframe import __version__
 from snnframe.errors import SnnframeError
 from snnframe.plugins import Plugins, load_plugins
-from snnframe.registry import KINDS
+from snnframe.kinds import NAMES
 
 
 class _Failure(click.ClickException):
@@ -97,19 +97,20 @@ def make_cli(plugins: Plugins) -> click.Group:
 
             click.echo(tomli_w.dumps(prepared.recipe.to_dict()))
         r = prepared.recipe
+        kind = {path: table.kind for path, table in r.tables.items()}
         click.echo(
-            f"{recipe}: ok ({r.data.kind} -> {r.encoder.kind} -> {r.model.kind}/{r.model.neuron.kind}, "
-            f"trainer {r.train.kind}, {r.train.epochs} epochs, run directory {r.run_dir})"
+            f"{recipe}: ok ({kind['data']} -> {kind['encoder']} -> {kind['model']}/{kind['model.neuron']}, "
+            f"trainer {kind['train']}, {r.train.epochs} epochs, run directory {r.run_dir})"
         )
 
     @cli.command("list-plugins")
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version}.")
-    @click.option("--kind", type=click.Choice(KINDS), help="Only this component kind.")
+    @click.option("--kind", type=click.Choice(NAMES), help="Only this component kind.")
     def list_plugins(as_json: bool, kind: str | None) -> None:
         """List every registered component and the plugin it came from."""
         rows = [
             {"kind": k, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version}
-            for k in KINDS
+            for k in NAMES
             if kind in (None, k)
             for e in plugins.registry(k)
         ]

@@ -2,8 +2,10 @@
 
 Every component is built by calling the factory a plugin registered with the
 recipe table's keys as keyword arguments; a few arguments are *injected* by the
-core instead of coming from the recipe (see ``INJECTED``).  The objects the
-factories return follow the shapes below.  Tensors are time-major: ``[T, B, ...]``.
+core instead of coming from the recipe (``Kind.injected`` in :mod:`snnframe.kinds`).
+The objects the factories return follow the shapes below.  Tensors are time-major:
+``[T, B, ...]``. Model code (neurons, surrogates, the multi-step engine) is described in
+:mod:`snnframe.engine`.
 
 This module must stay import-light (no torch at import time): it is imported by
 ``snnframe validate`` and ``snnframe list-plugins``.
@@ -17,19 +19,6 @@ from typing import Any, Callable, Literal, Protocol, Sequence, runtime_checkable
 import attrs
 
 Modality = Literal["image", "events"]
-
-# Arguments the core passes to a factory itself; a recipe cannot set them.
-INJECTED: dict[str, tuple[str, ...]] = {
-    "datasets": ("root",),
-    "encoders": (),
-    "neurons": ("surrogate",),
-    "surrogates": (),
-    "architectures": ("input_shape", "num_classes", "neuron"),
-    "losses": (),
-    "trainers": ("epochs", "lr", "device", "loss"),
-    "visualizers": (),
-}
-
 
 @attrs.frozen
 class DatasetInfo:
@@ -91,6 +80,27 @@ class Encoder(Protocol):
         """
 
 
+class NeuronFactory:
+    """The ``neuron`` an architecture receives: ``neuron()`` builds one neuron layer.
+
+    Call it once per spiking layer, from the input on; each call builds a fresh module from the
+    recipe's ``[model.neuron]`` table (and its surrogate).
+    """
+
+    def __init__(self, factory: Callable[..., Any], kwargs: dict[str, Any], what: str = "neuron"):
+        self.factory, self.kwargs, self.what = factory, dict(kwargs), what
+
+    def __call__(self) -> Any:
+        return self.factory(**self.kwargs)
+
+    def check(self) -> None:
+        """Build one layer, so that a bad parameter is a recipe problem before anything runs."""
+        self()
+
+    def __repr__(self) -> str:
+        return f"NeuronFactory({self.what}, {self.kwargs})"
+
+
 @runtime_checkable
 class Visualizer(Protocol):
     def __call__(self, ctx: "VisualContext") -> Sequence[Path]:
@@ -128,10 +138,9 @@ class Experiment:
     def splits(self) -> tuple[Any, Any]:
         """Train and test datasets with the encoder's sample transform and the recipe's subsets."""
         if self._splits is None:
-            from snnframe.data import keep_every
+            from snnframe.data import prepared_splits
 
-            train, test = self.dataset.splits(self.encoder.sample_transform(self.info))
-            self._splits = keep_every(train, self.data.subset), keep_every(test, self.data.test_subset)
+            self._splits = prepared_splits(self.dataset, self.encoder, self.data.subset, self.data.test_subset)
         return self._splits
 
 

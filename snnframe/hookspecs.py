@@ -1,13 +1,29 @@
-"""The hooks a snnframe plugin can implement.
+"""The hooks a snnframe plugin can implement: the plugin author's reference.
 
-Each ``register_*`` hook receives a ``register(name, factory)`` callback.
-``factory`` is a callable (class or function) whose keyword arguments are the
-component's recipe parameters, or a lazy reference ``"package.module:attr"``
-that is imported only when a recipe uses the component, so that
-``snnframe --help`` and ``snnframe list-plugins`` never import torch.
+A plugin is a module (declared under the ``snnframe`` entry-point group) with functions
+decorated ``@snnframe.hookimpl`` whose names are the hooks below. Each ``register_*`` hook
+receives a :class:`Register` callback and calls it once per component::
+
+    @snnframe.hookimpl
+    def register_neurons(register):
+        register("izhikevich", "snnframe_izhikevich.neuron:Izhikevich")
+
+``factory`` is a callable (class or function) whose keyword arguments are the component's
+recipe parameters, or a lazy reference ``"package.module:attr"`` that is imported only when a
+recipe uses the component, so that ``snnframe --help`` and ``snnframe list-plugins`` never
+import torch. Before anything runs, recipes are checked against the factory's signature
+(unknown keys, missing required ones, values against the annotations); a factory raises
+``ValueError`` for a bad value, and must be cheap (``snnframe validate`` calls it).
+
+Some keyword arguments are injected by snnframe instead of coming from the recipe; they are
+listed per hook and in :data:`snnframe.kinds.KINDS`. The objects factories receive and return
+are described in :mod:`snnframe.contracts` and, for model code, :mod:`snnframe.engine`.
+Tensors are time-major: ``[T, B, ...]``.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable, Protocol
 
 import pluggy
 
@@ -15,46 +31,95 @@ hookspec = pluggy.HookspecMarker("snnframe")
 hookimpl = pluggy.HookimplMarker("snnframe")
 
 
-@hookspec
-def register_datasets(register):
-    """Register datasets: ``register("mnist", "pkg.mod:MNIST")``."""
+class Register(Protocol):
+    def __call__(self, name: str, factory: Callable[..., Any] | str, *, default: bool = False) -> None:
+        """Register ``factory`` as the component ``name`` (what recipes write as ``kind = "name"``).
+
+        Names are unique per kind: a name two plugins register is an error naming both.
+        ``default=True`` offers the component as the kind's default, used when a recipe leaves
+        the table or its ``kind`` out (neurons, trainers and losses only; with two offers the
+        recipe must name one).
+        """
 
 
 @hookspec
-def register_encoders(register):
-    """Register encoders that turn dataset samples into time-major network input."""
+def register_datasets(register: Register) -> None:
+    """Register data sets (recipe table ``[data]``; injected: ``root``, the recipe's ``data.root``).
+
+    The factory returns a :class:`~snnframe.contracts.Dataset`: ``info`` (a ``DatasetInfo``)
+    and ``splits(transform) -> (train, test)``, map-style data sets of ``(sample, label)``.
+    The core keys ``root``, ``batch_size``, ``subset``, ``test_subset`` and ``num_workers`` are
+    handled by snnframe; the table's other keys go to the factory. Reading files happens in
+    ``splits``; a missing or unreadable data set raises ``snnframe.errors.DataError``.
+    """
 
 
 @hookspec
-def register_neurons(register):
-    """Register spiking neuron models (input current ``[T, B, ...]`` to spikes)."""
+def register_encoders(register: Register) -> None:
+    """Register encoders (recipe table ``[encoder]``): samples to network input ``[T, B, ...]``.
+
+    The factory returns a :class:`~snnframe.contracts.Encoder`: ``modality``,
+    ``sample_transform(info)``, ``collate_fn(info)``, ``input_shape(info)`` and
+    ``__call__(batch)``. Input constant over time should be an expanded view (stride 0 along T).
+    """
 
 
 @hookspec
-def register_surrogates(register):
-    """Register surrogate gradients for the spike non-linearity."""
+def register_architectures(register: Register) -> None:
+    """Register networks (recipe table ``[model]``; injected: ``input_shape``, ``num_classes``, ``neuron``).
+
+    ``neuron`` is a :class:`~snnframe.contracts.NeuronFactory`: call it once per spiking layer,
+    from the input on. The factory returns an ``nn.Module`` mapping ``[T, B, *input_shape]`` to
+    output spikes ``[T, B, num_classes]``, usually a :class:`snnframe.engine.SpikingSequential`.
+    """
 
 
 @hookspec
-def register_architectures(register):
-    """Register network architectures built from a neuron factory and the data's shape."""
+def register_neurons(register: Register) -> None:
+    """Register spiking neurons (recipe table ``[model.neuron]``; injected: ``surrogate``).
+
+    ``surrogate`` is passed only when the recipe has a ``[model.neuron.surrogate]`` table. The
+    factory returns an ``nn.Module``, normally a :class:`snnframe.engine.SpikingNeuron`: input
+    current ``[T, B, ...]`` to spikes of the same shape from a fresh state on every call, and
+    ``(spikes, mem)`` with ``return_mem=True``.
+    """
 
 
 @hookspec
-def register_losses(register):
-    """Register losses computed from output spikes ``[T, B, classes]`` and targets."""
+def register_surrogates(register: Register) -> None:
+    """Register surrogate gradients (recipe table ``[model.neuron.surrogate]``).
+
+    The factory returns a :class:`snnframe.engine.Surrogate`: ``surrogate(x)`` is the Heaviside
+    step with the surrogate gradient, ``derivative(x)`` the gradient itself, and optionally
+    ``kernel_form()`` the inline form compiled kernels use.
+    """
 
 
 @hookspec
-def register_trainers(register):
-    """Register trainers: objects with ``fit(experiment) -> TrainResult``."""
+def register_trainers(register: Register) -> None:
+    """Register trainers (recipe table ``[train]``; injected: ``epochs``, ``lr``, ``device``, ``loss``).
+
+    The factory returns an object with ``fit(experiment: Experiment) -> TrainResult``.
+    """
 
 
 @hookspec
-def register_visualizers(register):
-    """Register visualizers, run after training on the trained model."""
+def register_losses(register: Register) -> None:
+    """Register losses (recipe table ``[train.loss]``): ``loss(spikes [T, B, C], targets [B]) -> scalar``."""
 
 
 @hookspec
-def register_commands(cli):
-    """Add commands to the ``snnframe`` click group ``cli``."""
+def register_visualizers(register: Register) -> None:
+    """Register visualizers (recipe tables ``[[visualize]]``): ``visualizer(ctx: VisualContext) -> list[Path]``.
+
+    Called after training on the main process; writes files into ``ctx.run_dir``.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``snnframe`` command line: ``cli`` is its ``click.Group``.
+
+    Import heavy modules inside the command function, not at module level, so that
+    ``snnframe --help`` stays fast.
+    """

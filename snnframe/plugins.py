@@ -16,7 +16,8 @@ import attrs
 import pluggy
 
 from snnframe import hookspecs
-from snnframe.registry import KINDS, Entry, Registry, check_target
+from snnframe.kinds import BY_NAME, KINDS, NAMES
+from snnframe.registry import Entry, Registry, check_target
 
 ENTRY_POINT_GROUP = "snnframe"
 DISABLE_ENV = "SNNFRAME_DISABLE_PLUGINS"
@@ -75,7 +76,7 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
         candidates += _entry_point_candidates(disabled)
     candidates += [(PluginInfo(name), obj) for name, obj in extra if name not in disabled]
 
-    plugins = Plugins(manager, {kind: Registry(kind) for kind in KINDS}, [], [], disabled)
+    plugins = Plugins(manager, {name: Registry(name) for name in NAMES}, [], [], disabled)
     for info, obj in candidates:
         entries = _load_one(manager, info, obj)
         if info.error is not None:
@@ -91,6 +92,7 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
 
 
 def _entry_point_candidates(disabled: list[str]) -> list[tuple[PluginInfo, Any]]:
+    """Entry points to load: snnframe's own first, then the others by name (a stable order)."""
     seen: set[str] = set()
     found = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -100,7 +102,7 @@ def _entry_point_candidates(disabled: list[str]) -> list[tuple[PluginInfo, Any]]
         dist = getattr(ep, "dist", None)
         info = PluginInfo(ep.name, dist.metadata["Name"] if dist else None, dist.version if dist else None)
         found.append((info, ep))
-    return found
+    return sorted(found, key=lambda item: (item[0].distribution != "snnframe", item[0].name))
 
 
 def _load_one(manager: pluggy.PluginManager, info: PluginInfo, obj: Any) -> list[Entry]:
@@ -122,17 +124,19 @@ def _collect(manager: pluggy.PluginManager, info: PluginInfo, module: object) ->
     _check_hook_names(manager, info.name)
     entries: list[Entry] = []
     for kind in KINDS:
-        for impl in getattr(manager.hook, f"register_{kind}").get_hookimpls():
+        for impl in getattr(manager.hook, kind.hook).get_hookimpls():
             if impl.plugin_name != info.name:
                 continue
 
-            def register(name: str, factory: Any, _kind: str = kind) -> None:
+            def register(name: str, factory: Any, *, default: bool = False, _kind: str = kind.name) -> None:
                 problem = check_target(factory)
                 if not isinstance(name, str) or not name:
                     problem = f"component name must be a non-empty string, got {name!r}"
+                if default and not BY_NAME[_kind].has_default:
+                    problem = f"{BY_NAME[_kind].singular} \"{name}\" cannot be a default: recipes always name one"
                 if problem:
                     raise ValueError(f"register_{_kind}: {problem}")
-                entries.append(Entry(_kind, name, factory, info.name, info.distribution, info.version))
+                entries.append(Entry(_kind, name, factory, info.name, info.distribution, info.version, bool(default)))
 
             impl.function(**{arg: register for arg in impl.argnames})
     return entries

@@ -8,22 +8,7 @@ from typing import Any, Callable, Iterator
 import attrs
 
 from snnframe.errors import PluginError, UnknownComponent, did_you_mean
-
-KINDS = (
-    "datasets",
-    "encoders",
-    "neurons",
-    "surrogates",
-    "architectures",
-    "losses",
-    "trainers",
-    "visualizers",
-)
-
-
-def singular(kind: str) -> str:
-    """``"losses"`` -> ``"loss"``, ``"neurons"`` -> ``"neuron"``."""
-    return kind[:-2] if kind.endswith("sses") else kind[:-1]
+from snnframe.kinds import singular
 
 
 @attrs.define
@@ -36,6 +21,7 @@ class Entry:
     plugin: str
     distribution: str | None = None
     version: str | None = None
+    default: bool = False  # offered as the kind's default (used when a recipe leaves the kind out)
     _loaded: Callable[..., Any] | None = attrs.field(default=None, repr=False)
 
     @property
@@ -124,10 +110,27 @@ class Registry:
         """The factory registered as ``name`` (imported now if it was lazy)."""
         return self.entry(name).load()
 
+    def defaults(self) -> list[Entry]:
+        """The components offered as this kind's default (``register(..., default=True)``)."""
+        return [e for e in self if e.default]
+
+    def default_name(self) -> tuple[str | None, str]:
+        """``(name, "")`` of the one offered default, else ``(None, why there is none)``."""
+        offered = self.defaults()
+        if len(offered) == 1:
+            return offered[0].name, ""
+        what = singular(self.kind)
+        if offered:
+            names = ", ".join(f'"{e.name}" (plugin "{e.plugin}")' for e in offered)
+            return None, f"several plugins offer a default {what} ({names}): name one"
+        return None, f"no installed plugin offers a default {what}: name one ({self.available()})"
+
+    def available(self) -> str:
+        return "available: " + (", ".join(f'"{n}"' for n in self.names()) or "none")
+
     def unknown_message(self, name: object) -> str:
         what = singular(self.kind)
-        available = ", ".join(f'"{n}"' for n in self.names()) or "none"
-        msg = f'unknown {what} "{name}"{did_you_mean(str(name), self.names())}; available: {available}'
+        msg = f'unknown {what} "{name}"{did_you_mean(str(name), self.names())}; {self.available()}'
         for plugin, error in self.failed_plugins.items():
             msg += f'; note: plugin "{plugin}" failed to load ({error})'
         return msg

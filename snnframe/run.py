@@ -14,11 +14,13 @@ from typing import Any, Iterator
 import attrs
 
 from snnframe import __version__
-from snnframe.build import Components, construct, resolve, with_defaults
 from snnframe.contracts import DataSettings, Experiment, TrainResult, VisualContext
 from snnframe.errors import RunDirError, TrainingError, one_line
+from snnframe.io import atomic_write
 from snnframe.plugins import Plugins, load_plugins
 from snnframe.recipe import Recipe, check_core, read, read_with_overrides
+from snnframe.recipe.build import Components, construct, resolve, with_defaults
+from snnframe.rundir import RECIPE_FILE
 
 log = logging.getLogger("snnframe")
 
@@ -32,19 +34,28 @@ class Prepared:
     components: Components
 
 
-def prepare(path: str | Path, overrides: list[str] = (), resume: bool = False,
-            plugins: Plugins | None = None) -> Prepared:
-    """Everything ``run`` checks, without writing anything: recipe, plugins, components, run directory."""
-    recipe, problems = check_core(read_with_overrides(path, overrides), str(path), Path(path).stem)
+def build(data: dict[str, Any], source: str | None, default_name: str | None = None,
+          plugins: Plugins | None = None) -> Prepared:
+    """Check recipe ``data`` against the core schema and the plugins and build its components.
+
+    Every problem is collected into one ``RecipeError``. Nothing is written and no data is read.
+    """
+    recipe, problems = check_core(data, source, default_name)
     plugins = plugins if plugins is not None else load_plugins()
     factories = resolve(recipe, plugins, problems)
     if "experiment" not in problems.tables:
         seed_everything(recipe.experiment.seed)  # before the model's weights are drawn
-    components = construct(recipe, factories, problems)
+    components = construct(recipe, factories, problems, plugins)
     problems.raise_if_any(recipe.source)
-    recipe = with_defaults(recipe, factories)
-    check_run_dir(recipe, resume)
-    return Prepared(recipe, components)
+    return Prepared(with_defaults(recipe, factories), components)
+
+
+def prepare(path: str | Path, overrides: list[str] = (), resume: bool = False,
+            plugins: Plugins | None = None) -> Prepared:
+    """Everything ``run`` checks, without writing anything: recipe, plugins, components, run directory."""
+    prepared = build(read_with_overrides(path, overrides), str(path), Path(path).stem, plugins)
+    check_run_dir(prepared.recipe, resume)
+    return prepared
 
 
 def seed_everything(seed: int) -> None:
@@ -63,7 +74,7 @@ def is_main_process() -> bool:
 
 def check_run_dir(recipe: Recipe, resume: bool) -> None:
     run_dir = recipe.run_dir
-    saved = run_dir / "recipe.toml"
+    saved = run_dir / RECIPE_FILE
     if not is_main_process():
         return
     if resume:
@@ -104,9 +115,7 @@ def write_recipe(recipe: Recipe, run_dir: Path) -> None:
         f"# Resolved by snnframe {__version__} from {recipe.source} on "
         f"{datetime.datetime.now().isoformat(timespec='seconds')}.\n\n"
     )
-    tmp = run_dir / "recipe.toml.tmp"
-    tmp.write_text(header + tomli_w.dumps(recipe.to_dict()), encoding="utf-8")
-    os.replace(tmp, run_dir / "recipe.toml")
+    atomic_write(run_dir / RECIPE_FILE, header + tomli_w.dumps(recipe.to_dict()))
 
 
 @contextlib.contextmanager

@@ -27,7 +27,8 @@ WORKER = textwrap.dedent(
     import torch
     import torch.distributed as dist
 
-    from snnframe.builtins.losses.spike_losses import ce_rate, correct_count
+    from snnframe.builtins.losses.spike_losses import ce_rate
+    from snnframe.engine.metrics import correct_count
     from snnframe.builtins.training.bptt import BPTTTrainer
     from trainer_toys import MaskRecordingSNN, make_experiment
 
@@ -187,14 +188,15 @@ class Draws:
 
 
 def test_ranks_shard_alike_but_seed_their_loader_workers_apart(tmp_path):
-    from snnframe.builtins.training.bptt import _Run, epoch_seed
+    from snnframe.builtins.training.resume import epoch_seed
+    from snnframe.builtins.training.session import Session
     from snnframe.builtins.training.distributed import DistContext
 
     def epoch(rank, world_size, number):
         """The training loader's (sample indices, draws) in epoch ``number`` on process ``rank``."""
         experiment = make_experiment(tmp_path / f"rank{rank}", dataset=Draws(), num_workers=1, batch_size=3)
         trainer = BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate())
-        run = _Run(trainer, experiment, DistContext(rank, world_size), torch.device("cpu"))
+        run = Session(trainer, experiment, DistContext(rank, world_size), torch.device("cpu"))
         run._begin_epoch(number)
         draws, indices = zip(*run.train_loader)
         return torch.cat(indices).tolist(), torch.cat(draws)
@@ -208,7 +210,7 @@ def test_ranks_shard_alike_but_seed_their_loader_workers_apart(tmp_path):
     assert not torch.equal(epoch(1, 2, 2)[1], draws1)
     assert torch.equal(epoch(1, 2, 1)[1], draws1)
     # a single process seeds as before
-    single = _Run(BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate()),
+    single = Session(BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate()),
                   make_experiment(tmp_path / "single"), DistContext(), torch.device("cpu"))
     single._begin_epoch(3)
     assert single.generator.initial_seed() == epoch_seed(0, 3) == 3

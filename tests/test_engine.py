@@ -9,9 +9,9 @@ from torch import nn
 
 from snnframe.builtins.models.csnn import csnn
 from snnframe.builtins.models.mlp import mlp
-from snnframe.builtins.models.multistep import SpikingSequential, is_static
+from snnframe.engine.sequential import SpikingSequential, is_static
 from snnframe.builtins.neurons.leaky import Leaky
-from snnframe.builtins.neurons.surrogates import FastSigmoid
+from snnframe.engine.surrogate import FastSigmoid
 
 
 def seed_leaky():
@@ -167,7 +167,7 @@ def test_equals_the_seeds_snntorch_loop(static):
 def test_freed_host_memory_is_kept_unless_disabled(monkeypatch):
     import sys
 
-    from snnframe.builtins.models import host_memory
+    from snnframe.engine import host_memory
 
     monkeypatch.setattr(host_memory, "_applied", False)
     monkeypatch.setenv("SNNFRAME_KEEP_FREED_MEMORY", "0")
@@ -177,7 +177,7 @@ def test_freed_host_memory_is_kept_unless_disabled(monkeypatch):
 
 
 def test_a_training_forward_leaves_the_allocator_alone(monkeypatch):
-    from snnframe.builtins.models import host_memory
+    from snnframe.engine import host_memory
 
     monkeypatch.setattr(host_memory, "_applied", False)
     monkeypatch.delenv("SNNFRAME_KEEP_FREED_MEMORY", raising=False)

@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnframe.builtins.models import compact, pool_kernels
+from snnframe.engine import compact
+from snnframe.engine.kernels import maxpool as pool_kernels
 from snnframe.builtins.models.csnn import csnn
 from snnframe.builtins.neurons.leaky import Leaky
-from snnframe.builtins.neurons.surrogates import FastSigmoid
+from snnframe.engine.surrogate import FastSigmoid
 
 
 @pytest.fixture(params=["numba", "torch"])
@@ -106,7 +107,7 @@ def test_bf16_autocast_trains_with_float32_parameters():
 
 @pytest.mark.parametrize("channels, size, k, p", [(2, 17, 5, 2), (3, 20, 3, 3), (1, 14, 4, 2)])
 def test_event_driven_conv_pool_equals_dense(channels, size, k, p):
-    from snnframe.builtins.models import sparse_conv
+    from snnframe.engine import sparse_conv
 
     torch.manual_seed(0)
     conv, pool = nn.Conv2d(channels, 6, k), nn.MaxPool2d(p)
@@ -133,7 +134,7 @@ def test_event_driven_conv_pool_equals_dense(channels, size, k, p):
 
 
 def test_event_driven_conv_pool_is_used_only_where_it_applies():
-    from snnframe.builtins.models import sparse_conv
+    from snnframe.engine import sparse_conv
 
     conv, pool = nn.Conv2d(2, 6, 5), nn.MaxPool2d(2)
     sparse = (torch.rand(8, 2, 17, 17) < 0.02).float()

@@ -4,7 +4,8 @@ import pytest
 import snntorch.functional as SF
 import torch
 
-from snnframe.builtins.losses.spike_losses import ce_count, ce_rate, correct_count, mse_count
+from snnframe.builtins.losses.spike_losses import ce_count, ce_rate, mse_count
+from snnframe.engine.metrics import correct_count
 
 T, B, C = 7, 5, 4
 

@@ -7,9 +7,9 @@ from torch import nn
 from snnframe.builtins.models import register_architectures
 from snnframe.builtins.models.csnn import csnn
 from snnframe.builtins.models.mlp import mlp
-from snnframe.builtins.neurons.base import SpikingNeuron
+from snnframe.engine.neuron import SpikingNeuron
 from snnframe.builtins.neurons.leaky import Leaky
-from snnframe.params import check_arguments
+from snnframe.recipe.params import check_arguments
 
 
 def leaky():
@@ -57,7 +57,7 @@ def test_mlp_layers_and_output():
     (lambda: csnn(input_shape=(784,), num_classes=10, neuron=leaky), "image-shaped input"),
     (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=leaky, channels=[]), "non-empty"),
     (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=leaky, pool=0), "at least 1"),
-    (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=lambda: "lif"), "must return a torch.nn.Module"),
+    (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=lambda: "lif"), "layer 2 is a str, not a torch.nn.Module"),
     (lambda: mlp(input_shape=(1, 8, 8), num_classes=10, neuron=leaky, hidden=[0]), "positive integers"),
 ])
 def test_bad_values_raise_value_error(make, message):
@@ -75,5 +75,5 @@ def test_recipe_values_are_checked_against_the_signatures():
 
 def test_registered_architectures():
     seen = {}
-    register_architectures(lambda name, ref: seen.__setitem__(name, ref))
+    register_architectures(lambda name, ref, **options: seen.__setitem__(name, ref))
     assert seen == {"csnn": "snnframe.builtins.models.csnn:csnn", "mlp": "snnframe.builtins.models.mlp:mlp"}

@@ -14,10 +14,10 @@ from snntorch import utils as snn_utils
 
 from snnframe.builtins.neurons import register_neurons
 from snnframe.builtins.neurons.alif import ALIF, _ALIFFunction
-from snnframe.builtins.neurons.base import SpikingNeuron
+from snnframe.engine.neuron import SpikingNeuron
 from snnframe.builtins.neurons.leaky import Leaky, _LeakyFunction
 from snnframe.builtins.neurons.plif import PLIF, _PLIFFunction
-from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
+from snnframe.engine.surrogate import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
 from snnframe.builtins.neurons.synaptic import Synaptic, _SynapticFunction
 
 RESETS = ["subtract", "zero", "none"]
@@ -331,7 +331,7 @@ def test_bad_values_raise_value_error(make, message):
 
 def test_registered_neurons():
     seen = {}
-    register_neurons(lambda name, ref: seen.__setitem__(name, ref))
+    register_neurons(lambda name, ref, **options: seen.__setitem__(name, ref))
     assert seen == {
         "leaky": "snnframe.builtins.neurons.leaky:Leaky",
         "synaptic": "snnframe.builtins.neurons.synaptic:Synaptic",

@@ -8,7 +8,7 @@ import pytest
 import snnframe
 from snnframe.errors import PluginError, UnknownComponent
 from snnframe.plugins import load_plugins
-from snnframe.registry import KINDS
+from snnframe.kinds import NAMES as KINDS
 
 
 def plugin(name, **hooks):

@@ -3,6 +3,7 @@
 import pytest
 
 from snnframe.errors import RecipeError, UsageError
+from snnframe.kinds import BY_NAME
 from snnframe.recipe import apply_overrides, load, parse, parse_override, read
 
 MINIMAL = {
@@ -20,13 +21,15 @@ def problems_of(data):
     return info.value.problems
 
 
-def test_defaults_fill_core_keys():
+def test_defaults_fill_core_keys_and_leave_defaulted_kinds_to_the_plugins():
     recipe = parse(MINIMAL)
     assert recipe.experiment.seed == 0 and recipe.experiment.out_dir == "runs"
     assert (recipe.data.root, recipe.data.batch_size, recipe.data.subset) == ("data", 128, 1)
-    assert (recipe.train.kind, recipe.train.epochs, recipe.train.lr, recipe.train.device) == ("bptt", 20, 1e-2, "auto")
-    assert recipe.train.loss.kind == "ce_rate"
-    assert recipe.model.neuron.kind == "leaky" and recipe.model.neuron.surrogate is None
+    assert (recipe.train.epochs, recipe.train.lr, recipe.train.device) == (20, 1e-2, "auto")
+    # the core names no component: trainer, loss and neuron kinds come from plugins' defaults later
+    assert recipe.train.kind is None
+    assert recipe.table("train.loss").kind is None and recipe.table("model.neuron").kind is None
+    assert recipe.table("model.neuron.surrogate") is None and recipe.paths(BY_NAME["visualizers"]) == []
     assert str(recipe.run_dir) == "runs/x"
 
 
@@ -34,7 +37,7 @@ def test_plugin_keys_are_kept_apart_from_core_keys():
     data = {**MINIMAL, "data": {"kind": "d", "batch_size": 4, "size": 10}, "model": {"kind": "m", "hidden": [3]}}
     recipe = parse(data)
     assert recipe.data.batch_size == 4 and recipe.data.params == {"size": 10}
-    assert recipe.model.params == {"hidden": [3]}
+    assert recipe.table("model").params == {"hidden": [3]}
     assert recipe.to_dict()["data"] == {"kind": "d", "root": "data", "batch_size": 4, "subset": 1,
                                         "test_subset": 1, "num_workers": 0, "size": 10}
 

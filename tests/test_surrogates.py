@@ -7,8 +7,8 @@ import pytest
 import torch
 from snntorch import surrogate as snn_surrogate
 
-from snnframe.builtins.neurons import register_surrogates
-from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
+from snnframe.builtins.surrogates import register_surrogates
+from snnframe.engine.surrogate import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
 
 X = torch.linspace(-2, 2, 401)
 
@@ -67,13 +67,13 @@ def test_bad_parameters_raise_value_error(make):
 
 def test_registered_names_point_at_the_classes():
     seen = {}
-    register_surrogates(lambda name, ref: seen.__setitem__(name, ref))
+    register_surrogates(lambda name, ref, **options: seen.__setitem__(name, ref))
     assert seen == {
-        "fast_sigmoid": "snnframe.builtins.neurons.surrogates:FastSigmoid",
-        "atan": "snnframe.builtins.neurons.surrogates:ATan",
-        "sigmoid": "snnframe.builtins.neurons.surrogates:Sigmoid",
-        "triangular": "snnframe.builtins.neurons.surrogates:Triangular",
-        "straight_through": "snnframe.builtins.neurons.surrogates:StraightThrough",
+        "fast_sigmoid": "snnframe.engine.surrogate:FastSigmoid",
+        "atan": "snnframe.engine.surrogate:ATan",
+        "sigmoid": "snnframe.engine.surrogate:Sigmoid",
+        "triangular": "snnframe.engine.surrogate:Triangular",
+        "straight_through": "snnframe.engine.surrogate:StraightThrough",
     }
 
 

@@ -191,7 +191,7 @@ def test_resume_from_an_unreadable_checkpoint_is_a_clear_error(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ResumeError, match="cannot load checkpoint .*last.pt"):
+    with pytest.raises(ResumeError, match=r"cannot resume: .*last\.pt is truncated or not a PyTorch checkpoint"):
         trainer().fit(make_experiment(run_dir, resume=True))
 
 
@@ -204,7 +204,7 @@ def test_resume_from_a_checkpoint_of_another_format_is_a_clear_error(tmp_path):
     state["rng"] = {**state["rng"][0], "sampler": torch.Generator().get_state()}
     torch.save(state, last)
     with pytest.raises(ResumeError, match="last.pt has checkpoint format 1, from another snnframe version; "
-                                          "this one resumes format 3 only"):
+                                          "this one reads format 3 only"):
         trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
 
 
@@ -414,7 +414,7 @@ def test_plugin_modules_register_lazily_without_importing_torch():
         "import snnframe.builtins.training as t, snnframe.builtins.losses as l, snnframe.builtins.visualizers as v\n"
         "seen = {}\n"
         "for hook in (t.register_trainers, l.register_losses, v.register_visualizers):\n"
-        "    hook(lambda name, ref: seen.setdefault(name, ref))\n"
+        "    hook(lambda name, ref, **options: seen.setdefault(name, ref))\n"
         "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules, sorted(sys.modules)\n"
         "print(seen)\n"
     )
@@ -440,7 +440,7 @@ def test_resume_with_more_epochs_continues_the_schedule(tmp_path):
 
 
 def test_cpu_fit_keeps_freed_host_memory_unless_disabled(tmp_path, monkeypatch):
-    from snnframe.builtins.models import host_memory
+    from snnframe.engine import host_memory
 
     calls = []
     real = host_memory.keep_freed_memory

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from snnframe.builtins.neurons.base import SpikingNeuron
+from snnframe.engine.neuron import SpikingNeuron
 from snnframe.contracts import DatasetInfo, DataSettings, Experiment
 
 FEATURES, CLASSES = 8, 3

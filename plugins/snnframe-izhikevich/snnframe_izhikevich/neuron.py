@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.base import SpikingNeuron, check_positive, check_surrogate
-from snnframe.builtins.neurons.surrogates import Surrogate
+from snnframe.engine.neuron import SpikingNeuron, check_positive, check_surrogate
+from snnframe.engine.surrogate import Surrogate
 
 
 class Izhikevich(SpikingNeuron):

@@ -68,7 +68,3 @@ def mse_count(*, correct_rate: float = 1.0, incorrect_rate: float = 0.0) -> MSEC
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
     return MSECount(correct_rate, incorrect_rate)
 
-
-def correct_count(spikes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Number of samples whose most-spiking output (argmax of counts) is the target."""
-    return (spikes.sum(0).argmax(-1) == targets).sum()

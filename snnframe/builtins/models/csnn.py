@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from snnframe.builtins.models.multistep import SpikingSequential
+from snnframe.engine.sequential import SpikingSequential
 
 
 def csnn(
@@ -48,16 +48,10 @@ def csnn(
             )
         layers += [nn.Conv2d(in_channels, out_channels, kernel_size), nn.MaxPool2d(pool)]
         neurons.append(len(layers))
-        layers.append(make_neuron(neuron))
+        layers.append(neuron())
         in_channels = out_channels
     layers += [nn.Flatten(), nn.Linear(in_channels * height * width, num_classes)]
     neurons.append(len(layers))
-    layers.append(make_neuron(neuron))
+    layers.append(neuron())
     return SpikingSequential(*layers, neurons=neurons)
 
-
-def make_neuron(factory: Callable[[], nn.Module]) -> nn.Module:
-    module = factory()
-    if not isinstance(module, nn.Module):
-        raise ValueError(f"the neuron factory must return a torch.nn.Module, got {type(module).__name__}")
-    return module

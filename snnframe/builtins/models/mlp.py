@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from snnframe.builtins.models.csnn import make_neuron
-from snnframe.builtins.models.multistep import SpikingSequential
+from snnframe.engine.sequential import SpikingSequential
 
 
 def mlp(
@@ -34,6 +33,6 @@ def mlp(
     for width in [*hidden, num_classes]:
         layers.append(nn.Linear(size, width))
         neurons.append(len(layers))
-        layers.append(make_neuron(neuron))
+        layers.append(neuron())
         size = width
     return SpikingSequential(*layers, neurons=neurons)

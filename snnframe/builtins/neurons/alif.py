@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.base import (
+from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
     check_positive,
     check_reset,
     check_surrogate,
     check_unit_interval,
+    needs_grad,
     scalar,
 )
 from snnframe.builtins.neurons.leaky import lif_adjoint, lif_beta_grad, lif_threshold_grad
-from snnframe.builtins.neurons.scan import as_compute_dtype, step_buffer
-from snnframe.builtins.neurons.surrogates import Surrogate
+from snnframe.engine.buffers import step_buffer
+from snnframe.engine.surrogate import Surrogate
 
 
 class ALIF(SpikingNeuron):
@@ -83,11 +84,10 @@ class ALIF(SpikingNeuron):
                 f"surrogate={self.surrogate!r}")
 
     def simulate(self, x, return_mem):
-        x = as_compute_dtype(x)
         beta = self.beta.clamp(0, 1).to(x.dtype)
         threshold = self.threshold.to(x.dtype)
         adaptation = (self.beta_a, self.adapt_decay)
-        if torch.is_grad_enabled() and (x.requires_grad or beta.requires_grad or threshold.requires_grad):
+        if needs_grad(x, beta, threshold):
             return _ALIFFunction.apply(x, beta, threshold, adaptation, self.surrogate, self.reset_mechanism)
         with torch.no_grad():
             spikes, mem, _ = alif_forward(x, beta, threshold, adaptation, self.reset_mechanism, keep=return_mem)

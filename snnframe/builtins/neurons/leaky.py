@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons import cpu_kernels
-from snnframe.builtins.neurons.base import (
+from snnframe.engine.kernels import lif as lif_kernels
+from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
     check_positive,
     check_reset,
     check_surrogate,
     check_unit_interval,
+    needs_grad,
     scalar,
 )
-from snnframe.builtins.neurons.scan import as_compute_dtype, step_buffer
-from snnframe.builtins.neurons.surrogates import Surrogate
+from snnframe.engine.buffers import step_buffer
+from snnframe.engine.surrogate import Surrogate
 
 
 class Leaky(SpikingNeuron):
@@ -76,10 +77,9 @@ class Leaky(SpikingNeuron):
                 f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}")
 
     def simulate(self, x, return_mem):
-        x = as_compute_dtype(x)
         beta = self.beta.clamp(0, 1).to(x.dtype)
         threshold = self.threshold.to(x.dtype)
-        if torch.is_grad_enabled() and (x.requires_grad or beta.requires_grad or threshold.requires_grad):
+        if needs_grad(x, beta, threshold):
             spikes, mem = _LeakyFunction.apply(x, beta, threshold, self.surrogate, self.reset_mechanism)
             return spikes, mem
         with torch.no_grad():
@@ -90,8 +90,8 @@ def leaky_forward(x, beta, threshold, reset, keep_mem):
     """Spikes ``[T, ...]`` and (``keep_mem``) the membrane ``[T, ...]`` for input ``x``."""
     spikes = step_buffer(x)
     mem = step_buffer(x) if keep_mem else None
-    if cpu_kernels.usable(x):
-        cpu_kernels.leaky_forward(x, float(beta), float(threshold), reset, spikes, mem)
+    if lif_kernels.usable(x):
+        lif_kernels.leaky_forward(x, float(beta), float(threshold), reset, spikes, mem)
         return spikes, mem
     buffers = mem if keep_mem else step_buffer(x, steps=2)
     neg_threshold = -threshold
@@ -125,11 +125,10 @@ class _LeakyFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_mem):
         mem, beta, threshold = ctx.saved_tensors
         want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        code = cpu_kernels.surrogate_code(ctx.surrogate)
-        if code is not None and cpu_kernels.usable(mem):
+        if lif_kernels.usable(mem):
             grad = step_buffer(mem)
-            surrogate_sum = cpu_kernels.leaky_backward(
-                mem, grad_spikes, grad_mem, float(beta), float(threshold), ctx.reset, code, grad
+            surrogate_sum = lif_kernels.leaky_backward(
+                mem, grad_spikes, grad_mem, float(beta), float(threshold), ctx.reset, ctx.surrogate, grad
             )
             surrogate_sum = mem.new_tensor(surrogate_sum)
         else:

@@ -33,9 +33,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from snnframe.builtins.neurons.base import SpikingNeuron, check_positive, check_reset, check_surrogate
-from snnframe.builtins.neurons.scan import as_compute_dtype, step_buffer
-from snnframe.builtins.neurons.surrogates import Surrogate
+from snnframe.engine.neuron import SpikingNeuron, check_positive, check_reset, check_surrogate, needs_grad
+from snnframe.engine.buffers import step_buffer
+from snnframe.engine.surrogate import Surrogate
 
 
 class PLIF(SpikingNeuron):
@@ -82,10 +82,9 @@ class PLIF(SpikingNeuron):
                 f"detach_reset={self.detach_reset}, surrogate={self.surrogate!r}")
 
     def simulate(self, x, return_mem):
-        x = as_compute_dtype(x)
         k = torch.sigmoid(self.w).to(x.dtype)
         options = (self.threshold, self.reset_mechanism, self.decay_input, self.detach_reset)
-        if torch.is_grad_enabled() and (x.requires_grad or k.requires_grad):
+        if needs_grad(x, k):
             return _PLIFFunction.apply(x, k, options, self.surrogate)
         with torch.no_grad():
             return plif_forward(x, k, options, keep_mem=return_mem)

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.base import (
+from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
     check_positive,
     check_reset,
     check_surrogate,
     check_unit_interval,
+    needs_grad,
     scalar,
 )
 from snnframe.builtins.neurons.leaky import lif_threshold_grad
-from snnframe.builtins.neurons.scan import as_compute_dtype, step_buffer
-from snnframe.builtins.neurons.surrogates import Surrogate
+from snnframe.engine.buffers import step_buffer
+from snnframe.engine.surrogate import Surrogate
 
 
 class Synaptic(SpikingNeuron):
@@ -77,12 +78,11 @@ class Synaptic(SpikingNeuron):
                 f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}")
 
     def simulate(self, x, return_mem):
-        x = as_compute_dtype(x)
         alpha = self.alpha.clamp(0, 1).to(x.dtype)
         beta = self.beta.clamp(0, 1).to(x.dtype)
         threshold = self.threshold.to(x.dtype)
         params = (x, alpha, beta, threshold)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        if needs_grad(*params):
             return _SynapticFunction.apply(*params, self.surrogate, self.reset_mechanism)
         with torch.no_grad():
             spikes, _, mem = synaptic_forward(*params, self.reset_mechanism, keep_mem=return_mem, keep_syn=False)

@@ -5,4 +5,4 @@ import snnframe
 
 @snnframe.hookimpl
 def register_trainers(register):
-    register("bptt", "snnframe.builtins.training.bptt:BPTTTrainer")
+    register("bptt", "snnframe.builtins.training.bptt:BPTTTrainer", default=True)

@@ -1,12 +1,13 @@
-"""Checkpoint files: atomic writes, ``weights_only`` loading; each process's random streams.
+"""The bptt trainer's checkpoints: atomic writes, ``weights_only`` loading, each process's random streams.
 
 Everything stored is a tensor, dict, list, number, string or None, so
-``torch.load(..., weights_only=True)`` can read it back.
+``torch.load(..., weights_only=True)`` can read it back. The core keys and the format version
+are the run directory's (:mod:`snnframe.rundir`); the optimizer, scheduler, scaler and random
+states are this trainer's own.
 """
 
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,25 +16,19 @@ import numpy as np
 import torch
 
 from snnframe.builtins.training.errors import ResumeError
+from snnframe.io import atomic_writer
+from snnframe.rundir import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, CheckpointError, read_checkpoint
 
-# 2: no "sampler" generator state in "rng" (the shuffle generator is reseeded every epoch)
-# 3: "rng" is a list, one state per process (rank), each with its own device's CUDA state only
-FORMAT_VERSION = 3
-
-# What ``_Run._save`` writes besides ``format``; a file lacking one cannot be resumed.
-REQUIRED_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "rng")
-EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
+FORMAT_VERSION = CHECKPOINT_FORMAT
+# What ``Session.save`` writes; a file lacking one cannot be resumed.
+REQUIRED_KEYS = (*CHECKPOINT_KEYS, "optimizer", "scheduler", "scaler", "rng")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically: a reader sees the old file or the new one."""
+    """Write ``state`` to ``path`` atomically and durably: a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_writer(path, fsync=True) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def copy_checkpoint(source: Path, path: Path) -> None:
@@ -44,59 +39,22 @@ def copy_checkpoint(source: Path, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
-    except OSError:  # no hard links on this file system
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links on this file system
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint this trainer can resume from (``ResumeError`` naming the file if not)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated file, a foreign pickle, ...
-        raise ResumeError(f"cannot load checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or not isinstance(state.get("format"), int):
-        raise ResumeError(f"{path} is not a snnframe bptt checkpoint (format {FORMAT_VERSION})")
-    if state["format"] != FORMAT_VERSION:
-        raise ResumeError(
-            f"{path} has checkpoint format {state['format']}, from another snnframe version; this one resumes "
-            f"format {FORMAT_VERSION} only. Finish the run with the snnframe version that started it, or start "
-            "a new run (the file's weights still load: torch.load(path, weights_only=True)['model'])"
-        )
-    missing = [key for key in REQUIRED_KEYS if key not in state]
-    if missing:
-        raise ResumeError(
-            f"{path} lacks {', '.join(missing)}: it is incomplete or was not written by the bptt trainer"
-        )
-    return state
-
-
-def newest_epoch_checkpoint(directory: Path) -> Path | None:
-    """The ``epoch_<k>.pt`` in ``directory`` with the largest ``k``, if any."""
-    if not directory.is_dir():
-        return None
-    found = [(int(m[1]), p) for p in directory.iterdir() if (m := EPOCH_FILE.fullmatch(p.name)) and p.is_file()]
-    return max(found)[1] if found else None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def copy_checkpoint(source: Path, path: Path) -> None:
-    """Give ``path`` the content of the finished file ``source`` (a hard link if possible), atomically.
-
-    ``source`` is later replaced, never rewritten in place, so a link stays a true copy.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # no hard links on this file system
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+        return read_checkpoint(path, REQUIRED_KEYS)
+    except CheckpointError as exc:
+        raise ResumeError(f"cannot resume: {exc}") from None
 
 
 def process_seed(seed: int, rank: int, epoch: int = 0) -> int:

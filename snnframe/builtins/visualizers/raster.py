@@ -12,13 +12,10 @@ from matplotlib.figure import Figure
 
 from snnframe.builtins.visualizers.samples import class_names, run_samples
 from snnframe.contracts import VisualContext
+from snnframe.engine.neuron import SpikingNeuron
 
 
 def spiking_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
-    try:
-        from snnframe.builtins.neurons.base import SpikingNeuron
-    except ImportError:  # neurons from elsewhere: the raster shows the output layer only
-        return []
     return [(name, m) for name, m in model.named_modules() if isinstance(m, SpikingNeuron)]
 
 

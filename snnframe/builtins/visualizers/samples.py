@@ -5,8 +5,8 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import default_collate
 
-from snnframe.builtins.training.batches import split_batch
 from snnframe.contracts import VisualContext
+from snnframe.data import split_batch
 
 
 def run_samples(ctx: VisualContext, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,8 +30,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from snnframe.builtins.models import compact, sparse_conv
-from snnframe.builtins.neurons.base import SpikingNeuron
+from snnframe.engine import compact, sparse_conv
+from snnframe.engine.neuron import SpikingNeuron
 
 DEFAULT_CPU_FOLD_CHUNK = 256
 
@@ -47,7 +47,9 @@ class SpikingSequential(nn.Sequential):
     Args:
         layers: the modules, in order.
         neurons: indices of the layers that are neurons (time-major, stateful); by default the
-            layers that are :class:`SpikingNeuron` instances.
+            layers that are :class:`SpikingNeuron` instances. A neuron whose ``binary_spikes``
+            attribute is ``True`` (any module, not only a ``SpikingNeuron``) lets the layers after
+            it save its spikes as ``uint8``.
         fold_chunk: samples per chunk when running folded segments; ``None`` means the
             default (256 on CPU, unchunked on other devices), 0 means never chunk.
         compact_saves: let stateless layers save compact tensors for backward (:mod:`compact`)
@@ -56,6 +58,9 @@ class SpikingSequential(nn.Sequential):
 
     def __init__(self, *layers: nn.Module, neurons: Iterable[int] | None = None, fold_chunk: int | None = None,
                  compact_saves: bool = True):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, nn.Module):
+                raise ValueError(f"layer {i} is a {type(layer).__name__}, not a torch.nn.Module")
         super().__init__(*layers)
         if neurons is None:
             neurons = [i for i, layer in enumerate(layers) if isinstance(layer, SpikingNeuron)]
@@ -81,13 +86,13 @@ class SpikingSequential(nn.Sequential):
         steps = x.shape[0]
         static = is_static(x)
         h = x[0] if static else x
-        binary = False  # whether h holds a built-in neuron's 0/1 spikes
+        binary = False  # whether h holds 0/1 spikes of a neuron that declares binary_spikes
         for kind, layers in self.segments():
             if kind == "neuron":
                 if static:  # the first neuron sees the hoisted activation as an expanded view
                     h, static = h.unsqueeze(0).expand(steps, *h.shape), False
                 h = layers[0](h)
-                binary = isinstance(layers[0], SpikingNeuron) and layers[0].binary_spikes
+                binary = getattr(layers[0], "binary_spikes", False) is True
             elif static:
                 h = run_layers(layers, h, binary, self.compact_saves)
             else:

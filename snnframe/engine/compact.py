@@ -1,6 +1,6 @@
 """Convolution, linear and max-pool layers that save compact tensors for the backward pass.
 
-Used by :class:`~snnframe.builtins.models.multistep.SpikingSequential` for folded segments
+Used by :class:`~snnframe.engine.sequential.SpikingSequential` for folded segments
 while training; the modules and their parameters are the ordinary ``nn`` ones.
 
 * A layer whose input is binary spikes saves it as ``uint8`` (4x smaller than float32); the
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnframe.builtins.models import pool_kernels
+from snnframe.engine.kernels import maxpool
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
@@ -85,7 +85,7 @@ class _CompactLinear(torch.autograd.Function):
 class _CompactMaxPool2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, k: int):
-        out, offsets = pool_kernels.max_pool_forward(x, k)
+        out, offsets = maxpool.max_pool_forward(x, k)
         ctx.save_for_backward(offsets)
         ctx.k, ctx.input_shape, ctx.input_strides = k, x.shape, x.stride()
         return out
@@ -93,7 +93,7 @@ class _CompactMaxPool2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (offsets,) = ctx.saved_tensors
-        return pool_kernels.max_pool_backward(grad, offsets, ctx.k, ctx.input_shape, ctx.input_strides), None
+        return maxpool.max_pool_backward(grad, offsets, ctx.k, ctx.input_shape, ctx.input_strides), None
 
 
 def plain(module: nn.Module) -> bool:

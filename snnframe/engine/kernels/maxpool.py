@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from snnframe.builtins import numba_kernels
+from snnframe.engine import kernels
 
 
 def _numba():
-    return numba_kernels.load("snnframe.builtins.models._numba_pool")
+    return kernels.load("maxpool_numba")
 
 
 def _use_numba(x: torch.Tensor) -> bool:
@@ -32,12 +32,10 @@ def _nhwc(t: torch.Tensor):
 def max_pool_forward(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = x.shape
     if _use_numba(x):
-        from snnframe.builtins.neurons.cpu_kernels import set_threads
-
         x = x.contiguous(memory_format=torch.channels_last)
         out = torch.empty((n, c, h // k, w // k), dtype=x.dtype, memory_format=torch.channels_last)
         offsets = torch.empty(out.shape, dtype=torch.uint8, memory_format=torch.channels_last)
-        set_threads()
+        kernels.set_threads()
         _numba().max_pool_forward(_nhwc(x), k, _nhwc(out), _nhwc(offsets))
         return out, offsets
     out, index = F.max_pool2d_with_indices(x, k)
@@ -50,11 +48,9 @@ def max_pool_forward(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
 def max_pool_backward(grad, offsets, k, input_shape, input_strides) -> torch.Tensor:
     n, c, h, w = input_shape
     if _use_numba(grad):
-        from snnframe.builtins.neurons.cpu_kernels import set_threads
-
         grad = grad.contiguous(memory_format=torch.channels_last)
         out = torch.empty(input_shape, dtype=grad.dtype, memory_format=torch.channels_last)
-        set_threads()
+        kernels.set_threads()
         _numba().max_pool_backward(_nhwc(grad), _nhwc(offsets), k, _nhwc(out))
         return out
     oh, ow = offsets.shape[-2:]

@@ -1,11 +1,11 @@
-r"""Numba kernels for the ``leaky`` time loop on CPU (forward and adjoint in one pass each).
+r"""The LIF time loop on CPU: numba kernels for forward and adjoint, one pass each (``lif_numba``).
 
 The PyTorch loop issues ~4 tensor operations per time step, each streaming a whole step through
 memory; these kernels keep a block of neurons' state in registers/cache and run all ``T`` steps
 for it, in parallel over blocks (the events CSNN's first layer, ``[100, 86400]``: forward +
-backward 11 ms against 25 ms for the PyTorch loop; see ``docs/engine.md``). numba is a plain wheel (no compiler needed; LLVM ships inside it) and is already
-installed through tonic -> librosa; without it, or for tensors it does not handle, the PyTorch
-loop runs instead. Set ``SNNFRAME_NUMBA=0`` to force the PyTorch loop.
+backward 11 ms against 25 ms for the PyTorch loop; see ``docs/engine.md``). Without numba, or
+for tensors it does not handle, callers run their PyTorch loop instead; ``SNNFRAME_NUMBA=0``
+forces it.
 
 Tensors are handed to the kernels as ``[T, N]`` arrays in the memory order of one time step
 (channels-last stays channels-last); a time-expanded input has stride 0 along ``T``.
@@ -19,28 +19,24 @@ import math
 import numpy as np
 import torch
 
-from snnframe.builtins import numba_kernels
-from snnframe.builtins.neurons.surrogates import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
+from snnframe.engine import kernels
+from snnframe.engine.surrogate import KERNEL_FORMS
 
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
 BLOCK = 2048  # neurons per parallel work item: state and one step of I/O stay in cache
+PRECOMPUTED = len(KERNEL_FORMS)  # surrogate id: read σ' from an array computed by ``derivative``
 
 
-
-def surrogate_code(surrogate) -> tuple[int, float] | None:
-    """``(id, parameter)`` of a built-in surrogate the kernels evaluate inline, else ``None``."""
-    kind = type(surrogate)
-    if kind is FastSigmoid:
-        return 0, surrogate.slope
-    if kind is ATan:
-        return 1, surrogate.alpha
-    if kind is Sigmoid:
-        return 2, surrogate.slope
-    if kind is Triangular:
-        return 3, surrogate.threshold
-    if kind is StraightThrough:
-        return 4, 0.0
-    return None
+def surrogate_code(surrogate) -> tuple[int, float, float]:
+    """``(id, p1, p2)`` for the kernels: an inline form from ``surrogate.kernel_form()``, or
+    :data:`PRECOMPUTED` when the surrogate has none (its ``derivative`` then runs on all steps)."""
+    form = surrogate.kernel_form() if callable(getattr(surrogate, "kernel_form", None)) else None
+    if form is None or form.name not in KERNEL_FORMS:
+        return PRECOMPUTED, 0.0, 0.0
+    sid, param = KERNEL_FORMS.index(form.name), float(form.param)
+    if form.name == "atan":  # σ'(x) = (α/2) / (1 + (π α x / 2)^2): pass α/2 and πα/2
+        return sid, param / 2, math.pi * param / 2
+    return sid, param, 0.0
 
 
 def usable(*tensors: torch.Tensor) -> bool:
@@ -51,7 +47,7 @@ def usable(*tensors: torch.Tensor) -> bool:
 
 
 def _load():
-    return numba_kernels.load("snnframe.builtins.neurons._numba_leaky")
+    return kernels.load("lif_numba")
 
 
 def memory_order(step: torch.Tensor) -> list[int]:
@@ -82,12 +78,6 @@ def _scalar_type(dtype: torch.dtype):
     return np.float64 if dtype == torch.float64 else np.float32
 
 
-def set_threads():
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 @torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
 def leaky_forward(x, beta, threshold, reset, spikes, mem):
     """Fill ``spikes`` (and ``mem`` unless ``None``) for input ``x``; all ``[T, ...]``."""
@@ -96,13 +86,13 @@ def leaky_forward(x, beta, threshold, reset, spikes, mem):
     np_dtype = _scalar_type(spikes.dtype)
     s2 = as_2d(spikes, order).numpy()
     m2 = as_2d(mem, order).numpy() if mem is not None else s2[:0]
-    set_threads()
+    kernels.set_threads()
     k.leaky_forward(arrays(x, order, spikes), np_dtype(beta), np_dtype(threshold), RESETS[reset],
                     s2, m2, mem is not None, BLOCK)
 
 
 @torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
-def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, code, grad):
+def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, surrogate, grad):
     """Fill ``grad`` (``∂L/∂X``) and return :math:`\\sum_t g^S_t σ'(U_t - θ)`."""
     k = _load()
     order = memory_order(mem[0])
@@ -111,15 +101,14 @@ def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, code, gra
     empty = m2[:0]
     gs = arrays(grad_spikes, order, mem) if grad_spikes is not None else empty
     gm = arrays(grad_mem, order, mem) if grad_mem is not None else empty
+    sid, p1, p2 = surrogate_code(surrogate)
+    pre = empty
+    if sid == PRECOMPUTED and grad_spikes is not None:
+        pre = arrays(surrogate.derivative(mem - threshold), order, mem)
     blocks = math.ceil(m2.shape[1] / BLOCK)
     partial = torch.zeros(blocks, dtype=torch.float64).numpy()
-    sid, param = code
-    if sid == 1:  # atan: σ'(x) = (α/2) / (1 + (π α x / 2)^2), pass α/2 and πα/2
-        p1, p2 = param / 2, math.pi * param / 2
-    else:
-        p1, p2 = param, 0.0
-    set_threads()
-    k.leaky_backward(m2, gs, gm, grad_spikes is not None, grad_mem is not None, np_dtype(beta),
+    kernels.set_threads()
+    k.leaky_backward(m2, gs, gm, pre, grad_spikes is not None, grad_mem is not None, np_dtype(beta),
                      np_dtype(threshold), RESETS[reset], sid, np_dtype(p1), np_dtype(p2),
                      as_2d(grad, order).numpy(), partial, BLOCK)
     return float(partial.sum())

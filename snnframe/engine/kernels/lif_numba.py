@@ -1,4 +1,4 @@
-"""The numba kernels behind :mod:`cpu_kernels` (compiled on first use, cached on disk).
+"""The numba kernels behind :mod:`lif` (compiled on first use, cached on disk).
 
 Arrays are ``[T, N]``; work is split into blocks of ``block`` neurons run in parallel, each
 looping over all steps with its state in small local arrays. Inner loops index 1-d slices
@@ -13,8 +13,11 @@ from numba import njit, prange
 
 
 @njit(inline="always")
-def _surrogate(d, out, sid, p1, p2):
-    """``out[i] = σ'(d[i])``; one branch-free loop per surrogate, so each vectorises."""
+def _surrogate(d, pre, out, sid, p1, p2):
+    """``out[i] = σ'(d[i])``; one branch-free loop per surrogate, so each vectorises.
+
+    ``sid`` indexes ``engine.surrogate.KERNEL_FORMS``; past them, σ' is read from ``pre``.
+    """
     if sid == 0:  # fast sigmoid: 1 / (k|d| + 1)^2
         for i in range(d.shape[0]):
             a = p1 * abs(d[i]) + 1
@@ -30,9 +33,12 @@ def _surrogate(d, out, sid, p1, p2):
     elif sid == 3:  # snnTorch's triangular
         for i in range(d.shape[0]):
             out[i] = p1 if d[i] < 0 else -p1
-    else:  # straight-through
+    elif sid == 4:  # straight-through
         for i in range(d.shape[0]):
             out[i] = 1
+    else:  # computed beforehand by the surrogate's own ``derivative``
+        for i in range(d.shape[0]):
+            out[i] = pre[i]
 
 
 @njit(parallel=True, cache=True)
@@ -73,7 +79,7 @@ def leaky_forward(x, beta, thr, reset, spikes, mem, keep_mem, block):
 
 
 @njit(parallel=True, cache=True)
-def leaky_backward(mem, gs, gm, has_gs, has_gm, beta, thr, reset, sid, p1, p2, grad, partial, block):
+def leaky_backward(mem, gs, gm, pre, has_gs, has_gm, beta, thr, reset, sid, p1, p2, grad, partial, block):
     steps, n = mem.shape
     zero = mem.dtype.type(0)
     for b in prange((n + block - 1) // block):
@@ -96,7 +102,7 @@ def leaky_backward(mem, gs, gm, has_gs, has_gm, beta, thr, reset, sid, p1, p2, g
                 for i in range(m):
                     carry[i] = carry[i] * beta
             if has_gs:
-                _surrogate(d, h, sid, p1, p2)
+                _surrogate(d, pre[t, lo:hi] if pre.shape[0] else d, h, sid, p1, p2)
                 gst = gs[t, lo:hi]
                 for i in range(m):
                     v = gst[i] * h[i]

@@ -1,4 +1,4 @@
-"""numba kernels for :mod:`pool_kernels` on ``[N, H, W, C]`` (channels-last) arrays.
+"""numba kernels for :mod:`maxpool` on ``[N, H, W, C]`` (channels-last) arrays.
 
 Inner loops run over channels on 1-d slices without branches, so they vectorise.
 """

@@ -16,22 +16,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnframe.builtins import numba_kernels
-from snnframe.builtins.models import compact
+from snnframe.engine import compact, kernels
 
 MAX_DENSITY = 0.05  # above this the dense (oneDNN) convolution is faster
 
 
 
 def _numba():
-    return numba_kernels.load("snnframe.builtins.models._numba_sparse")
+    return kernels.load("conv_pool_numba")
 
 
 def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> int | None:
     """The pool size ``p`` if the fused sparse kernel can replace ``pool(conv(x))``, else ``None``."""
     if type(conv) is not nn.Conv2d or type(pool) is not nn.MaxPool2d or x.dim() != 4:
         return None
-    if not numba_kernels.enabled() or x.device.type != "cpu" or x.requires_grad:
+    if not kernels.numba_enabled() or x.device.type != "cpu" or x.requires_grad:
         return None
     if x.dtype not in (torch.float32, torch.float64) or conv.weight.dtype != x.dtype:
         return None
@@ -64,15 +63,13 @@ def _nhwc(t: torch.Tensor):
 class _SparseConvPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, p):
-        from snnframe.builtins.neurons.cpu_kernels import set_threads
-
         n, _, h, w = x.shape
         k = weight.shape[-1]
         out_shape = (n, weight.shape[0], (h - k + 1) // p, (w - k + 1) // p)
         out = torch.empty(out_shape, dtype=x.dtype, memory_format=torch.channels_last)
         offsets = torch.empty(out_shape, dtype=torch.uint8, memory_format=torch.channels_last)
         patches = weight.detach().permute(1, 2, 3, 0).contiguous()  # [C, K, K, O]
-        set_threads()
+        kernels.set_threads()
         chunks = max(1, min(n, 8 * torch.get_num_threads()))
         _numba().conv_pool_forward(x.detach().numpy(), patches.numpy(), bias.detach().contiguous().numpy(), p,
                                    _nhwc(out), _nhwc(offsets), chunks)
@@ -82,8 +79,6 @@ class _SparseConvPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from snnframe.builtins.neurons.cpu_kernels import set_threads
-
         x, offsets = ctx.saved_tensors
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
@@ -92,7 +87,7 @@ class _SparseConvPool(torch.autograd.Function):
             chunks = max(1, min(n, 4 * torch.get_num_threads()))
             partial = torch.empty((chunks, x.shape[1], ctx.k, ctx.k, o), dtype=grad.dtype)
             partial_bias = torch.empty((chunks if ctx.needs_input_grad[2] else 0, ow, o), dtype=grad.dtype)
-            set_threads()
+            kernels.set_threads()
             _numba().conv_pool_weight_grad(x.detach().numpy(), _nhwc(offsets), _nhwc(grad), ctx.k, ctx.p,
                                            partial.numpy(), partial_bias.numpy())
             grad_weight = partial.sum(0).permute(3, 0, 1, 2)

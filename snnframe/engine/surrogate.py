@@ -1,11 +1,16 @@
-r"""Surrogate gradients for the spike non-linearity, with snnTorch's names and definitions.
+r"""The surrogate-gradient protocol, and the standard surrogates with snnTorch's names and definitions.
 
-A surrogate ``σ`` is used in two ways:
+A surrogate ``σ`` is used in three ways:
 
 * ``surrogate(x)`` is the Heaviside step :math:`H(x) = [x > 0]` in the forward pass whose
   backward pass uses :math:`∂H/∂x ≈ σ'(x)`; neurons that step in Python call it once per step.
 * ``surrogate.derivative(x)`` returns :math:`σ'(x)` itself, so fused neuron kernels can apply
   it to all time steps at once in their own backward pass.
+* ``surrogate.kernel_form()`` names one of the derivatives the compiled kernels evaluate inline
+  (:data:`KERNEL_FORMS`), or returns ``None``. Kernels then evaluate :meth:`derivative` once on
+  all steps with PyTorch and read the result: the same fused loop, one more ``[T, ...]``
+  tensor during the backward pass. A third-party surrogate needs only ``derivative``; it may
+  return a :class:`KernelForm` when its derivative is exactly one of those forms.
 
 Example::
 
@@ -20,8 +25,25 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Literal
 
+import attrs
 import torch
+
+KERNEL_FORMS = ("fast_sigmoid", "atan", "sigmoid", "triangular", "straight_through")
+
+
+@attrs.frozen
+class KernelForm:
+    """A surrogate derivative the compiled kernels evaluate inline: ``name`` and its one parameter.
+
+    ``fast_sigmoid(k)``: 1 / (k|x| + 1)^2; ``atan(α)``: (α/2) / (1 + (πα x/2)^2);
+    ``sigmoid(k)``: k s(kx) s(-kx); ``triangular(θ)``: θ for x < 0, -θ otherwise;
+    ``straight_through``: 1.
+    """
+
+    name: Literal["fast_sigmoid", "atan", "sigmoid", "triangular", "straight_through"]
+    param: float = 0.0
 
 
 class _Heaviside(torch.autograd.Function):
@@ -43,13 +65,17 @@ _Heaviside.__name__ = "Heaviside"
 
 
 class Surrogate:
-    """Base class: subclasses define :meth:`derivative`."""
+    """Base class: subclasses define :meth:`derivative` (and, optionally, :meth:`kernel_form`)."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return _Heaviside.apply(x, self)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def kernel_form(self) -> KernelForm | None:
+        """The inline form of :meth:`derivative` for compiled kernels, or ``None`` (see the module docs)."""
+        return None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -81,6 +107,9 @@ class FastSigmoid(Surrogate):
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.slope * x.abs() + 1.0).square().reciprocal()
 
+    def kernel_form(self) -> KernelForm:
+        return KernelForm("fast_sigmoid", self.slope)
+
 
 class ATan(Surrogate):
     r"""Shifted arc-tangent (Fang et al. 2021), snnTorch's ``atan`` and its default surrogate.
@@ -94,6 +123,9 @@ class ATan(Surrogate):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x).square())
+
+    def kernel_form(self) -> KernelForm:
+        return KernelForm("atan", self.alpha)
 
 
 class Sigmoid(Surrogate):
@@ -113,6 +145,9 @@ class Sigmoid(Surrogate):
         kx = self.slope * x
         return self.slope * torch.sigmoid(kx) * torch.sigmoid(-kx)
 
+    def kernel_form(self) -> KernelForm:
+        return KernelForm("sigmoid", self.slope)
+
 
 class Triangular(Surrogate):
     r"""snnTorch's ``triangular``, defined exactly as snnTorch 1.0 does.
@@ -129,12 +164,18 @@ class Triangular(Surrogate):
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (x < 0).to(x.dtype) * (2 * self.threshold) - self.threshold
 
+    def kernel_form(self) -> KernelForm:
+        return KernelForm("triangular", self.threshold)
+
 
 class StraightThrough(Surrogate):
     r"""Straight-through estimator, snnTorch's ``straight_through_estimator``: :math:`σ'(x) = 1`."""
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(x)
+
+    def kernel_form(self) -> KernelForm:
+        return KernelForm("straight_through")
 
 
 DEFAULT_SURROGATE = ATan

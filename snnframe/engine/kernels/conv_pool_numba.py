@@ -1,4 +1,4 @@
-"""numba kernels for :mod:`sparse_conv`: event-driven convolution fused with max-pooling.
+"""numba kernels for :mod:`snnframe.engine.sparse_conv`: event-driven convolution fused with max-pooling.
 
 Arrays: input ``x [N, C, H, W]`` (any strides), weights ``w [C, K, K, O]``, pooled output,
 window offsets and their gradient ``[N, OH, OW, O]`` (channels-last). Only non-zero inputs do

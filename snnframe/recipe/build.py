@@ -1,0 +1,163 @@
+"""Second pass over a recipe: plugin names, factory arguments, then the components themselves.
+
+Each step adds what it finds to a shared :class:`~snnframe.recipe.schema.Problems`, so that one
+:class:`~snnframe.errors.RecipeError` reports every problem of the recipe at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+from snnframe.contracts import NeuronFactory
+from snnframe.errors import DataError, PluginError
+from snnframe.kinds import BY_NAME, Kind
+from snnframe.plugins import Plugins
+from snnframe.recipe.params import check_arguments, defaults, factory_parameters
+from snnframe.recipe.schema import Problems, Recipe
+
+
+def resolve(recipe: Recipe, plugins: Plugins, problems: Problems) -> dict[str, Callable[..., Any]]:
+    """The factory of every usable component table, by key path; problems with names and keys are collected.
+
+    A table whose ``kind`` was left out gets the kind's default (a plugin's ``default=True``).
+    """
+    factories: dict[str, Callable[..., Any]] = {}
+    for kind, path, table in recipe.component_tables():
+        registry = plugins.registry(kind.name)
+        if table.kind is None:
+            if not kind.has_default:  # missing and required: already reported
+                continue
+            name, why = registry.default_name()
+            if name is None:
+                problems.add(path, f"{path}.kind: missing; {why}")
+                continue
+            table = recipe.tables[path] = attrs.evolve(table, kind=name)
+        if table.kind not in registry:
+            problems.add(path, f"{path}.kind: {registry.unknown_message(table.kind)}")
+            continue
+        try:
+            factory = registry.get(table.kind)
+        except PluginError as exc:
+            problems.add(path, f"{path}.kind: {exc}")
+            continue
+        what = f'{kind.singular} "{table.kind}"'
+        problems.add(path, *_missing_injected(factory, _injected(kind, path, recipe), path, what))
+        problems.add(path, *check_arguments(factory, table.params, kind.injected, path, what))
+        factories[path] = factory
+    return factories
+
+
+def _injected(kind: Kind, path: str, recipe: Recipe) -> tuple[str, ...]:
+    """What the factory will receive for this table (a neuron gets ``surrogate`` only with a surrogate table)."""
+    if kind.name == "neurons" and recipe.table(f"{path}.surrogate") is None:
+        return tuple(name for name in kind.injected if name != "surrogate")
+    return kind.injected
+
+
+def _missing_injected(factory: Callable[..., Any], injected: tuple[str, ...], path: str, what: str) -> list[str]:
+    params, takes_any = factory_parameters(factory)
+    missing = [name for name in injected if name not in params and not takes_any]
+    if not missing:
+        return []
+    return [f"{path}.kind: {what} cannot be used here: its factory does not accept {', '.join(missing)}"]
+
+
+def with_defaults(recipe: Recipe, factories: dict[str, Callable[..., Any]]) -> Recipe:
+    """The recipe with every factory default written out, as saved in ``recipe.toml``."""
+    tables = dict(recipe.tables)
+    for kind, path, table in recipe.component_tables():
+        if path in factories:
+            tables[path] = attrs.evolve(table, params={**defaults(factories[path], kind.injected), **table.params})
+    return attrs.evolve(recipe, tables=tables)
+
+
+@attrs.define
+class Components:
+    dataset: Any
+    encoder: Any
+    model: Any
+    loss: Any
+    trainer: Any
+    visualizers: list[tuple[str, Any]]
+
+
+def construct(recipe: Recipe, factories: dict[str, Callable[..., Any]], problems: Problems,
+              plugins: Plugins | None = None) -> Components:
+    """Call the factory of every table without problems, injecting what each kind receives.
+
+    A ``ValueError`` (or ``DataError``) a factory raises is reported against its table; a
+    component whose table, or a table it depends on, has a problem is not built.
+    """
+
+    def make(path: str, **injected: Any) -> Any:
+        if path in problems.tables or path not in factories:
+            return None
+        try:
+            return factories[path](**recipe.tables[path].params, **injected)
+        except (ValueError, DataError) as exc:
+            problems.add(path, f"{path}: {exc}")
+            return None
+
+    neuron = _neuron_factory(recipe, factories, problems, make)
+    data = recipe.data
+    dataset = make("data", root=data.root)
+    encoder = make("encoder")
+    model = None
+    if dataset is not None and encoder is not None:
+        info = dataset.info
+        if encoder.modality != info.modality:
+            problems.add("encoder", _modality_mismatch(recipe, encoder, info, plugins))
+        elif neuron is not None:
+            model = make("model", input_shape=tuple(encoder.input_shape(info)), num_classes=info.num_classes,
+                         neuron=neuron)
+    loss = make("train.loss")
+    t = recipe.train
+    trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss) if loss is not None else None
+    visualizers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["visualizers"])]
+    return Components(dataset, encoder, model, loss, trainer, visualizers)
+
+
+def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> NeuronFactory | None:
+    """The ``neuron`` handed to the architecture; ``None`` when the neuron table has a problem.
+
+    The neuron is built once here so that a bad value is reported before anything runs.
+    """
+    path = "model.neuron"
+    kwargs = dict(recipe.tables[path].params) if path in recipe.tables else {}
+    if recipe.table(f"{path}.surrogate") is not None:
+        kwargs["surrogate"] = make(f"{path}.surrogate")
+        if kwargs["surrogate"] is None:
+            return None
+    if path not in factories or path in problems.tables:
+        return None
+    try:
+        factory = NeuronFactory(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"')
+        factory.check()
+    except (ValueError, DataError) as exc:
+        problems.add(path, f"{path}: {exc}")
+        return None
+    return factory
+
+
+def _modality_mismatch(recipe: Recipe, encoder: Any, info: Any, plugins: Plugins | None) -> str:
+    message = (
+        f'encoder.kind: encoder "{recipe.tables["encoder"].kind}" takes {encoder.modality} input, but dataset '
+        f'"{recipe.data.kind}" yields {info.modality}; choose an encoder for {info.modality}'
+    )
+    fitting = ", ".join(f'"{name}"' for name in encoders_for(info.modality, plugins)) if plugins else ""
+    return f"{message} ({fitting})" if fitting else message
+
+
+def encoders_for(modality: str, plugins: Plugins) -> list[str]:
+    """Names of the registered encoders whose factory declares ``modality`` (a class attribute)."""
+    names = []
+    for entry in plugins.registry("encoders"):
+        try:
+            factory = entry.load()
+        except PluginError:
+            continue
+        if getattr(factory, "modality", None) == modality:
+            names.append(entry.name)
+    return names
