@@ -1,8 +1,10 @@
 """Training-step benchmark: snnframe's engine vs the seed's snnTorch loop, side by side.
 
-Both sides train the reference CSNN (``12C5-MP2-64C5-MP2-FC10``, Leaky beta=0.5, fast-sigmoid
+All sides train the reference CSNN (``12C5-MP2-64C5-MP2-FC10``, Leaky beta=0.5, fast-sigmoid
 slope 25, cross-entropy rate loss, Adam lr 1e-2) from the same initial weights on the same
-batch. Steps of the two sides alternate, so load from other processes hits both alike; each
+batch: the seed's snnTorch loop, snnframe with the built-in ``leaky`` (fused numba kernels), and
+snnframe with ``StepLIF`` (``step_lif.py``: the same neuron written in the engine's per-step
+form). Steps of the sides alternate, so load from other processes hits all alike; each
 reported time is the median over the measured steps (spread: min-max). Peak memory is the rise
 of the peak RSS (CPU; glibc pinned to mmap every block >= 128 KiB, so RSS follows the live
 tensors) or of the CUDA allocator's peak during one training step, each side in fresh
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # step_lif
 
 WORKLOADS = {
     # name: (kind, batch, steps, input shape)
@@ -60,16 +64,21 @@ def seed_model(input_shape):
     for _ in range(2):
         h, w = (h - 4) // 2, (w - 4) // 2
     return nn.Sequential(
-        nn.Conv2d(c, 12, 5), nn.MaxPool2d(2), snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True),
-        nn.Conv2d(12, 64, 5), nn.MaxPool2d(2), snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True),
-        nn.Flatten(), nn.Linear(64 * h * w, 10),
+        nn.Conv2d(c, 12, 5),
+        nn.MaxPool2d(2),
+        snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True),
+        nn.Conv2d(12, 64, 5),
+        nn.MaxPool2d(2),
+        snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True),
+        nn.Flatten(),
+        nn.Linear(64 * h * w, 10),
         snn.Leaky(beta=BETA, spike_grad=grad, init_hidden=True, output=True),
     )
 
 
 def seed_side(model, x, y, static):
-    from snntorch import utils
     import snntorch.functional as SF
+    from snntorch import utils
 
     loss_fn = SF.ce_rate_loss()
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.999))
@@ -96,16 +105,23 @@ def seed_side(model, x, y, static):
     return Side("snnTorch", model, step, evaluate)
 
 
-def snnframe_model(input_shape):
+def snnframe_model(input_shape, neuron="leaky"):
+    from step_lif import StepLIF
+
     from snnframe.builtins.models.csnn import csnn
     from snnframe.builtins.neurons.leaky import Leaky
     from snnframe.engine.surrogate import FastSigmoid
 
-    return csnn(input_shape=input_shape, num_classes=10,
-                neuron=lambda: Leaky(beta=BETA, surrogate=FastSigmoid(slope=SLOPE)))
+    cls = {"leaky": Leaky, "step": StepLIF}[neuron]
+    return csnn(
+        input_shape=input_shape, num_classes=10, neuron=lambda: cls(beta=BETA, surrogate=FastSigmoid(slope=SLOPE))
+    )
 
 
-def snnframe_side(model, x, y, precision):
+SIDES = {"snnTorch": None, "snnframe": "leaky", "step-LIF": "step"}  # side name -> snnframe neuron
+
+
+def snnframe_side(model, x, y, precision, name="snnframe"):
     from snnframe.builtins.losses.spike_losses import ce_rate
 
     loss_fn = ce_rate()
@@ -128,7 +144,7 @@ def snnframe_side(model, x, y, precision):
         with torch.no_grad(), autocast():
             model(x)
 
-    return Side("snnframe", model, step, evaluate)
+    return Side(name, model, step, evaluate)
 
 
 # ---- workload ------------------------------------------------------------------------------
@@ -156,14 +172,14 @@ def build(workload, device, which, precision="fp32", compile_model=False):
     x, y = make_batch(workload, device)
     if which == "snnTorch":
         return seed_side(seed_net, x, y, kind == "static")
-    net = snnframe_model(shape).to(device)
+    net = snnframe_model(shape, SIDES[which]).to(device)
     own = dict(net.named_parameters())
     with torch.no_grad():
         for name, p in seed_net.named_parameters():  # same initial weights
             own[name].copy_(p)
     if compile_model:
         net = torch.compile(net)
-    return snnframe_side(net, x, y, precision)
+    return snnframe_side(net, x, y, precision, which)
 
 
 def sync(device):
@@ -239,8 +255,18 @@ def memory_child(workload, which, device, precision):
 
 
 def peak_memory(workload, which, device, precision):
-    cmd = [sys.executable, __file__, "--memory-child", which, "--workloads", workload,
-           "--device", str(device), "--precision", precision]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        which,
+        "--workloads",
+        workload,
+        "--device",
+        str(device),
+        "--precision",
+        precision,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
 
@@ -291,17 +317,29 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7, help="measured steps per side")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast dtype of the snnframe side (snnTorch stays fp32, as the seed runs)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="autocast dtype of the snnframe side (snnTorch stays fp32, as the seed runs)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the snnframe model")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--memory-runs", type=int, default=3, help="peak-memory processes per side")
     p.add_argument("--no-eval", action="store_true", help="skip the no-grad evaluation timing")
+    p.add_argument(
+        "--sides",
+        default="snnTorch,snnframe,step-LIF",
+        help="which implementations to run (snnTorch first: ratios are against it)",
+    )
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     workloads = args.workloads.split(",")
     if args.memory_child:
         return memory_child(workloads[0], args.memory_child, device, args.precision)
@@ -314,25 +352,30 @@ def main(argv=None):
 
         kept = keep_freed_memory()
 
-    print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
-             f", {torch.get_num_threads()} threads, freed memory kept: {'yes' if kept else 'no'}")
-          + f", precision {args.precision}{', compiled' if args.compile else ''}")
+    print(
+        f"torch {torch.__version__}, device {device}"
+        + (
+            f" ({torch.cuda.get_device_name(device)})"
+            if device.type == "cuda"
+            else f", {torch.get_num_threads()} threads, freed memory kept: {'yes' if kept else 'no'}"
+        )
+        + f", precision {args.precision}{', compiled' if args.compile else ''}"
+    )
     rate = sgemm_rate(device)
     print(f"measured SGEMM rate (4096^3, fp32): {rate / 1e9:.0f} GFLOP/s\n")
 
     rows = []
     for workload in workloads:
         kind, batch, steps, shape = WORKLOADS[workload]
-        sides = [build(workload, device, "snnTorch"),
-                 build(workload, device, "snnframe", args.precision, args.compile)]
+        names = args.sides.split(",")
+        sides = [build(workload, device, name, args.precision, args.compile) for name in names]
         quick_skip = args.quick and workload == "events300"
         train = None if quick_skip else compare(sides, "step", warmup, repeats, device)
         evals = None if (args.no_eval or quick_skip) else compare(sides, "evaluate", warmup, repeats, device)
         del sides
         mem = None
         if not args.no_memory:  # fresh processes, alternating; the median of each side's runs
-            runs = {"snnTorch": [], "snnframe": []}
+            runs = {name: [] for name in names}
             for _ in range(1 if args.quick else args.memory_runs):
                 for which in runs:
                     runs[which].append(peak_memory(workload, which, device, args.precision))
@@ -343,24 +386,43 @@ def main(argv=None):
 
 
 def print_row(workload, batch, steps, train, evals, mem, rate):
+    """Times and peak memory of each side; ratios against the first side (snnTorch) and, for the
+    step-form LIF, against the built-in ``leaky`` (the issue's bound: <= 1.3x time, <= 1.2x memory)."""
     print(f"== {workload}: B={batch}, T={steps}")
     if train:
-        a, b = statistics.median(train["snnTorch"]), statistics.median(train["snnframe"])
-        print(f"  train step  snnTorch {fmt_spread(train['snnTorch'])} = {batch / a:.0f} samples/s")
-        print(f"              snnframe {fmt_spread(train['snnframe'])} = {batch / b:.0f} samples/s"
-              f"   speed-up {a / b:.2f}x")
-        floor_seed, floor_own = step_flops(workload, False) / rate, step_flops(workload, True) / rate
-        print(f"  dense-FLOP floor (conv+linear FLOPs / SGEMM rate): snnTorch's step {floor_seed * 1e3:.0f} ms,"
-              f" snnframe's step {floor_own * 1e3:.0f} ms")
+        names = list(train)
+        base = statistics.median(train[names[0]])
+        for name in names:
+            t = statistics.median(train[name])
+            ratio = "" if name == names[0] else f"   speed-up {base / t:.2f}x"
+            print(f"  train step  {name:9} {fmt_spread(train[name])} = {batch / t:.0f} samples/s{ratio}")
+        if "snnTorch" in train:
+            floor_seed, floor_own = step_flops(workload, False) / rate, step_flops(workload, True) / rate
+            print(
+                f"  dense-FLOP floor (conv+linear FLOPs / SGEMM rate): snnTorch's step {floor_seed * 1e3:.0f} ms,"
+                f" snnframe's step {floor_own * 1e3:.0f} ms"
+            )
+        _versus_builtin(train, "step time")
     if evals:
-        a, b = statistics.median(evals["snnTorch"]), statistics.median(evals["snnframe"])
-        print(f"  evaluation  snnTorch {fmt_spread(evals['snnTorch'])}, snnframe {fmt_spread(evals['snnframe'])}"
-              f"   speed-up {a / b:.2f}x")
+        names = list(evals)
+        base = statistics.median(evals[names[0]])
+        shown = ", ".join(f"{n} {fmt_spread(evals[n])}" for n in names)
+        ratios = ", ".join(f"{base / statistics.median(evals[n]):.2f}x" for n in names[1:])
+        print(f"  evaluation  {shown}   speed-up {ratios}")
     if mem:
-        a, b = statistics.median(mem["snnTorch"]), statistics.median(mem["snnframe"])
-        print(f"  peak memory of a step  snnTorch {fmt_mib(mem['snnTorch'])}, snnframe {fmt_mib(mem['snnframe'])}"
-              f"   ratio {b / a:.2f}x")
+        names = list(mem)
+        base = statistics.median(mem[names[0]])
+        shown = ", ".join(f"{n} {fmt_mib(mem[n])}" for n in names)
+        ratios = ", ".join(f"{statistics.median(mem[n]) / base:.2f}x" for n in names[1:])
+        print(f"  peak memory of a step  {shown}   ratio {ratios}")
+        _versus_builtin(mem, "peak memory")
     sys.stdout.flush()
+
+
+def _versus_builtin(values, what):
+    if "snnframe" in values and "step-LIF" in values:
+        ratio = statistics.median(values["step-LIF"]) / statistics.median(values["snnframe"])
+        print(f"  step-LIF / built-in leaky, {what}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

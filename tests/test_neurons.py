@@ -14,11 +14,12 @@ from snntorch import utils as snn_utils
 
 from snnframe.builtins.neurons import register_neurons
 from snnframe.builtins.neurons.alif import ALIF, _ALIFFunction
-from snnframe.engine.neuron import SpikingNeuron
 from snnframe.builtins.neurons.leaky import Leaky, _LeakyFunction
 from snnframe.builtins.neurons.plif import PLIF, _PLIFFunction
-from snnframe.engine.surrogate import ATan, FastSigmoid, Sigmoid, StraightThrough, Triangular
 from snnframe.builtins.neurons.synaptic import Synaptic, _SynapticFunction
+from snnframe.engine.kernels import lif as lif_kernels
+from snnframe.engine.neuron import SpikingNeuron
+from snnframe.engine.surrogate import ATan, FastSigmoid, KernelForm, Sigmoid, StraightThrough, Surrogate, Triangular
 
 RESETS = ["subtract", "zero", "none"]
 
@@ -99,8 +100,15 @@ def test_leaky_equals_the_seeds_init_hidden_loop(loop):
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("learn", [False, True])
 def test_synaptic_equals_snntorch(reset, learn):
-    kw = dict(alpha=0.6, beta=0.7, threshold=0.8, reset_mechanism=reset,
-              learn_alpha=learn, learn_beta=learn, learn_threshold=learn)
+    kw = dict(
+        alpha=0.6,
+        beta=0.7,
+        threshold=0.8,
+        reset_mechanism=reset,
+        learn_alpha=learn,
+        learn_beta=learn,
+        learn_threshold=learn,
+    )
     ref = snn.Synaptic(**kw)  # default surrogate on both sides: atan
     ours = Synaptic(**kw)
     x = current(24, 4, 30)
@@ -155,8 +163,15 @@ def plif_reference(x, w, threshold, reset, decay_input, detach_reset, surrogate)
 @pytest.mark.parametrize("reset", RESETS)
 def test_alif_equals_reference(reset):
     # beta and threshold exact in float32, the dtype the module's scalars are created in
-    ours = ALIF(beta=0.75, threshold=0.875, beta_a=0.3, adapt_decay=0.9, reset_mechanism=reset,
-                learn_beta=True, learn_threshold=True).double()
+    ours = ALIF(
+        beta=0.75,
+        threshold=0.875,
+        beta_a=0.3,
+        adapt_decay=0.9,
+        reset_mechanism=reset,
+        learn_beta=True,
+        learn_threshold=True,
+    ).double()
     x = current(30, 3, 20, dtype=torch.float64)
     beta = torch.tensor(0.75, dtype=torch.float64, requires_grad=True)
     threshold = torch.tensor(0.875, dtype=torch.float64, requires_grad=True)
@@ -174,12 +189,14 @@ def test_alif_equals_reference(reset):
 
 
 @pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("surrogate", [FastSigmoid(slope=5.0), ATan(), Sigmoid(slope=4.0), Triangular(), StraightThrough()],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "surrogate", [FastSigmoid(slope=5.0), ATan(), Sigmoid(slope=4.0), Triangular(), StraightThrough()], ids=repr
+)
 def test_leaky_float64_gradients_equal_reference(reset, surrogate, loop):
     """Every built-in surrogate inside the fused backward (numba evaluates them inline)."""
-    ours = Leaky(beta=0.75, threshold=0.875, reset_mechanism=reset, learn_beta=True, learn_threshold=True,
-                 surrogate=surrogate).double()
+    ours = Leaky(
+        beta=0.75, threshold=0.875, reset_mechanism=reset, learn_beta=True, learn_threshold=True, surrogate=surrogate
+    ).double()
     x = current(30, 3, 20, dtype=torch.float64)
     beta = torch.tensor(0.75, dtype=torch.float64, requires_grad=True)
     threshold = torch.tensor(0.875, dtype=torch.float64, requires_grad=True)
@@ -194,6 +211,50 @@ def test_leaky_float64_gradients_equal_reference(reset, surrogate, loop):
     torch.testing.assert_close(ours.threshold.grad, threshold.grad, rtol=1e-10, atol=1e-10)
 
 
+class _Box(Surrogate):
+    """A third party's surrogate without a kernel form: the fused kernels use its derivative."""
+
+    def derivative(self, x):
+        return (x.abs() < 0.25).to(x.dtype) * 2.0
+
+
+class _OwnFastSigmoid(Surrogate):
+    """A third party's surrogate declaring the fast-sigmoid form: evaluated inline by the kernels."""
+
+    def derivative(self, x):
+        return 1 / (10.0 * x.abs() + 1) ** 2
+
+    def kernel_form(self):
+        return KernelForm(FastSigmoid, 10.0)
+
+
+@pytest.mark.parametrize("surrogate", [_Box(), _OwnFastSigmoid()], ids=["no kernel form", "fast-sigmoid form"])
+def test_leaky_fused_backward_with_a_third_party_surrogate(surrogate, loop):
+    assert lif_kernels.surrogate_code(surrogate)[0] == (lif_kernels.PRECOMPUTED if isinstance(surrogate, _Box) else 0)
+    ours = Leaky(beta=0.75, threshold=0.875, learn_threshold=True, surrogate=surrogate).double()
+    x = current(30, 3, 20, dtype=torch.float64)
+    threshold = torch.tensor(0.875, dtype=torch.float64, requires_grad=True)
+    s_ref, m_ref = alif_reference(
+        x, torch.tensor(0.75, dtype=torch.float64), threshold, 0.0, 0.0, "subtract", surrogate
+    )
+    backward_with_weights(s_ref, m_ref)
+    grad_ref, x.grad = x.grad, None
+    s, m = ours(x, return_mem=True)
+    backward_with_weights(s, m)
+    torch.testing.assert_close(x.grad, grad_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours.threshold.grad, threshold.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_the_base_forward_runs_every_neuron_in_float32_under_autocast():
+    x = current(6, 2, 5).detach()
+    for neuron in (Leaky(), Synaptic(), ALIF(), PLIF()):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            spikes, mem = neuron(x.bfloat16(), return_mem=True)
+        assert spikes.dtype == mem.dtype == torch.float32, type(neuron).__name__
+    with pytest.raises(ValueError, match="expects time-major input"):
+        Leaky()(torch.zeros(3))
+
+
 def test_alif_threshold_rises_with_spikes():
     """Constant drive: with adaptation the neuron fires less often than leaky with the same beta."""
     x = torch.full((100, 1, 1), 0.5)
@@ -205,8 +266,14 @@ def test_alif_threshold_rises_with_spikes():
 @pytest.mark.parametrize("decay_input", [True, False])
 @pytest.mark.parametrize("detach_reset", [False, True])
 def test_plif_equals_spikingjelly_formulation(reset, decay_input, detach_reset):
-    ours = PLIF(init_tau=3.0, threshold=0.7, reset_mechanism=reset, decay_input=decay_input,
-                detach_reset=detach_reset, surrogate=FastSigmoid(slope=5.0)).double()
+    ours = PLIF(
+        init_tau=3.0,
+        threshold=0.7,
+        reset_mechanism=reset,
+        decay_input=decay_input,
+        detach_reset=detach_reset,
+        surrogate=FastSigmoid(slope=5.0),
+    ).double()
     x = current(30, 3, 20, dtype=torch.float64)
     if not decay_input:
         x = (x.detach() * 0.5).requires_grad_()
@@ -239,14 +306,32 @@ def f64(value):
 
 
 GRADCHECKS = {
-    **{f"leaky-{r}": (lambda r=r: (lambda x, b, th: _LeakyFunction.apply(x, b, th, SG, r)[1], [f64(0.7), f64(0.8)]))
-       for r in RESETS},
-    **{f"synaptic-{r}": (lambda r=r: (lambda x, a, b, th: _SynapticFunction.apply(x, a, b, th, SG, r)[1],
-                                      [f64(0.6), f64(0.7), f64(0.8)])) for r in RESETS},
-    **{f"alif-{r}": (lambda r=r: (lambda x, b, th: _ALIFFunction.apply(x, b, th, (0.3, 0.9), SG, r)[1],
-                                  [f64(0.7), f64(0.8)])) for r in RESETS},
-    **{f"plif-{r}-{d}": (lambda r=r, d=d: (lambda x, k: _PLIFFunction.apply(x, k, (0.8, r, d, True), SG)[1],
-                                           [f64(0.4)])) for r in ["zero", "subtract"] for d in [True, False]},
+    **{
+        f"leaky-{r}": (lambda r=r: (lambda x, b, th: _LeakyFunction.apply(x, b, th, SG, r)[1], [f64(0.7), f64(0.8)]))
+        for r in RESETS
+    },
+    **{
+        f"synaptic-{r}": (
+            lambda r=r: (
+                lambda x, a, b, th: _SynapticFunction.apply(x, a, b, th, SG, r)[1],
+                [f64(0.6), f64(0.7), f64(0.8)],
+            )
+        )
+        for r in RESETS
+    },
+    **{
+        f"alif-{r}": (
+            lambda r=r: (lambda x, b, th: _ALIFFunction.apply(x, b, th, (0.3, 0.9), SG, r)[1], [f64(0.7), f64(0.8)])
+        )
+        for r in RESETS
+    },
+    **{
+        f"plif-{r}-{d}": (
+            lambda r=r, d=d: (lambda x, k: _PLIFFunction.apply(x, k, (0.8, r, d, True), SG)[1], [f64(0.4)])
+        )
+        for r in ["zero", "subtract"]
+        for d in [True, False]
+    },
 }
 
 
@@ -312,18 +397,21 @@ def test_low_precision_input_runs_in_float32():
     assert torch.equal(spikes, Leaky(beta=0.9)(x.detach().float()))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Leaky(beta=1.5), "beta must be between 0 and 1"),
-    (lambda: Leaky(beta=-0.1), "beta must be between 0 and 1"),
-    (lambda: Leaky(reset_mechanism="sub"), "reset_mechanism must be one of"),
-    (lambda: Leaky(threshold=0.0), "threshold must be a positive number"),
-    (lambda: Synaptic(alpha=2.0), "alpha must be between 0 and 1"),
-    (lambda: ALIF(beta_a=-1.0), "beta_a must be zero or positive"),
-    (lambda: ALIF(adapt_decay=1.1), "adapt_decay must be between 0 and 1"),
-    (lambda: PLIF(init_tau=1.0), "init_tau must be greater than 1"),
-    (lambda: PLIF(reset_mechanism="none"), "reset_mechanism must be one of 'zero', 'subtract'"),
-    (lambda: Leaky(surrogate="atan"), "surrogate must have __call__ and derivative"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Leaky(beta=1.5), "beta must be between 0 and 1"),
+        (lambda: Leaky(beta=-0.1), "beta must be between 0 and 1"),
+        (lambda: Leaky(reset_mechanism="sub"), "reset_mechanism must be one of"),
+        (lambda: Leaky(threshold=0.0), "threshold must be a positive number"),
+        (lambda: Synaptic(alpha=2.0), "alpha must be between 0 and 1"),
+        (lambda: ALIF(beta_a=-1.0), "beta_a must be zero or positive"),
+        (lambda: ALIF(adapt_decay=1.1), "adapt_decay must be between 0 and 1"),
+        (lambda: PLIF(init_tau=1.0), "init_tau must be greater than 1"),
+        (lambda: PLIF(reset_mechanism="none"), "reset_mechanism must be one of 'zero', 'subtract'"),
+        (lambda: Leaky(surrogate="atan"), "surrogate must have __call__ and derivative"),
+    ],
+)
 def test_bad_values_raise_value_error(make, message):
     with pytest.raises(ValueError, match=message):
         make()

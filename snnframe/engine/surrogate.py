@@ -7,10 +7,11 @@ A surrogate ``σ`` is used in three ways:
 * ``surrogate.derivative(x)`` returns :math:`σ'(x)` itself, so fused neuron kernels can apply
   it to all time steps at once in their own backward pass.
 * ``surrogate.kernel_form()`` names one of the derivatives the compiled kernels evaluate inline
-  (:data:`KERNEL_FORMS`), or returns ``None``. Kernels then evaluate :meth:`derivative` once on
-  all steps with PyTorch and read the result: the same fused loop, one more ``[T, ...]``
-  tensor during the backward pass. A third-party surrogate needs only ``derivative``; it may
-  return a :class:`KernelForm` when its derivative is exactly one of those forms.
+  (those of the standard surrogates below, :data:`KERNEL_FORMS`), or returns ``None``. Kernels
+  then evaluate :meth:`derivative` once on all steps with PyTorch and read the result: the same
+  fused loop, one more ``[T, ...]`` tensor during the backward pass. A third-party surrogate
+  needs only ``derivative``; it may return ``KernelForm(FastSigmoid, k)`` (say) when its
+  derivative is exactly that standard one.
 
 Example::
 
@@ -25,24 +26,18 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import attrs
 import torch
 
-KERNEL_FORMS = ("fast_sigmoid", "atan", "sigmoid", "triangular", "straight_through")
-
 
 @attrs.frozen
 class KernelForm:
-    """A surrogate derivative the compiled kernels evaluate inline: ``name`` and its one parameter.
+    """A surrogate derivative the compiled kernels evaluate inline: one of :data:`KERNEL_FORMS`
+    (the standard surrogate classes below) and its one parameter (slope, α or θ; none for
+    :class:`StraightThrough`)."""
 
-    ``fast_sigmoid(k)``: 1 / (k|x| + 1)^2; ``atan(α)``: (α/2) / (1 + (πα x/2)^2);
-    ``sigmoid(k)``: k s(kx) s(-kx); ``triangular(θ)``: θ for x < 0, -θ otherwise;
-    ``straight_through``: 1.
-    """
-
-    name: Literal["fast_sigmoid", "atan", "sigmoid", "triangular", "straight_through"]
+    form: type
     param: float = 0.0
 
 
@@ -50,7 +45,7 @@ class _Heaviside(torch.autograd.Function):
     """H(x) forward, ``surrogate.derivative(x)`` backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
         return (x > 0).to(x.dtype)
@@ -108,7 +103,7 @@ class FastSigmoid(Surrogate):
         return (self.slope * x.abs() + 1.0).square().reciprocal()
 
     def kernel_form(self) -> KernelForm:
-        return KernelForm("fast_sigmoid", self.slope)
+        return KernelForm(FastSigmoid, self.slope)
 
 
 class ATan(Surrogate):
@@ -125,7 +120,7 @@ class ATan(Surrogate):
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x).square())
 
     def kernel_form(self) -> KernelForm:
-        return KernelForm("atan", self.alpha)
+        return KernelForm(ATan, self.alpha)
 
 
 class Sigmoid(Surrogate):
@@ -146,7 +141,7 @@ class Sigmoid(Surrogate):
         return self.slope * torch.sigmoid(kx) * torch.sigmoid(-kx)
 
     def kernel_form(self) -> KernelForm:
-        return KernelForm("sigmoid", self.slope)
+        return KernelForm(Sigmoid, self.slope)
 
 
 class Triangular(Surrogate):
@@ -165,7 +160,7 @@ class Triangular(Surrogate):
         return (x < 0).to(x.dtype) * (2 * self.threshold) - self.threshold
 
     def kernel_form(self) -> KernelForm:
-        return KernelForm("triangular", self.threshold)
+        return KernelForm(Triangular, self.threshold)
 
 
 class StraightThrough(Surrogate):
@@ -175,7 +170,9 @@ class StraightThrough(Surrogate):
         return torch.ones_like(x)
 
     def kernel_form(self) -> KernelForm:
-        return KernelForm("straight_through")
+        return KernelForm(StraightThrough)
 
 
 DEFAULT_SURROGATE = ATan
+# The forms compiled kernels evaluate inline, in the order of their surrogate ids.
+KERNEL_FORMS = (FastSigmoid, ATan, Sigmoid, Triangular, StraightThrough)

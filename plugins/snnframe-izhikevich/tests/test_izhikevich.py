@@ -1,8 +1,7 @@
 import torch
 
-from snnframe.plugins import load_plugins
-
 import snnframe_izhikevich
+from snnframe.plugins import load_plugins
 from snnframe_izhikevich.neuron import Izhikevich
 
 

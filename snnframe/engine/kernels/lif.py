@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from snnframe.engine import kernels
-from snnframe.engine.surrogate import KERNEL_FORMS
+from snnframe.engine.surrogate import KERNEL_FORMS, ATan
 
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
 BLOCK = 2048  # neurons per parallel work item: state and one step of I/O stay in cache
@@ -31,10 +31,10 @@ def surrogate_code(surrogate) -> tuple[int, float, float]:
     """``(id, p1, p2)`` for the kernels: an inline form from ``surrogate.kernel_form()``, or
     :data:`PRECOMPUTED` when the surrogate has none (its ``derivative`` then runs on all steps)."""
     form = surrogate.kernel_form() if callable(getattr(surrogate, "kernel_form", None)) else None
-    if form is None or form.name not in KERNEL_FORMS:
+    if form is None or form.form not in KERNEL_FORMS:
         return PRECOMPUTED, 0.0, 0.0
-    sid, param = KERNEL_FORMS.index(form.name), float(form.param)
-    if form.name == "atan":  # σ'(x) = (α/2) / (1 + (π α x / 2)^2): pass α/2 and πα/2
+    sid, param = KERNEL_FORMS.index(form.form), float(form.param)
+    if form.form is ATan:  # σ'(x) = (α/2) / (1 + (π α x / 2)^2): pass α/2 and πα/2
         return sid, param / 2, math.pi * param / 2
     return sid, param, 0.0
 
@@ -87,8 +87,9 @@ def leaky_forward(x, beta, threshold, reset, spikes, mem):
     s2 = as_2d(spikes, order).numpy()
     m2 = as_2d(mem, order).numpy() if mem is not None else s2[:0]
     kernels.set_threads()
-    k.leaky_forward(arrays(x, order, spikes), np_dtype(beta), np_dtype(threshold), RESETS[reset],
-                    s2, m2, mem is not None, BLOCK)
+    k.leaky_forward(
+        arrays(x, order, spikes), np_dtype(beta), np_dtype(threshold), RESETS[reset], s2, m2, mem is not None, BLOCK
+    )
 
 
 @torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
@@ -108,7 +109,21 @@ def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, surrogate
     blocks = math.ceil(m2.shape[1] / BLOCK)
     partial = torch.zeros(blocks, dtype=torch.float64).numpy()
     kernels.set_threads()
-    k.leaky_backward(m2, gs, gm, pre, grad_spikes is not None, grad_mem is not None, np_dtype(beta),
-                     np_dtype(threshold), RESETS[reset], sid, np_dtype(p1), np_dtype(p2),
-                     as_2d(grad, order).numpy(), partial, BLOCK)
+    k.leaky_backward(
+        m2,
+        gs,
+        gm,
+        pre,
+        grad_spikes is not None,
+        grad_mem is not None,
+        np_dtype(beta),
+        np_dtype(threshold),
+        RESETS[reset],
+        sid,
+        np_dtype(p1),
+        np_dtype(p2),
+        as_2d(grad, order).numpy(),
+        partial,
+        BLOCK,
+    )
     return float(partial.sum())

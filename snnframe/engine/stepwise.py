@@ -1,0 +1,268 @@
+r"""Neurons written as their per-step update only: :class:`StepNeuron`.
+
+A subclass writes :meth:`StepNeuron.charge`, the update of its state variables from one step's
+input current; the engine runs the time loop, firing, the reset variants, the surrogate
+gradient, ``return_mem`` and a memory-lean backward pass. A LIF neuron equal to the built-in
+``leaky`` is::
+
+    class LIF(StepNeuron):
+        def __init__(self, *, beta: float = 0.5, **options):
+            super().__init__(**options)  # threshold, reset_mechanism, surrogate, learn_threshold
+            self.beta = check_unit_interval("beta", beta)
+
+        def charge(self, x, mem):
+            return self.beta * mem + x
+
+The convention is snnTorch's (``reset_delay=True``): a spike resets the membrane at the start
+of the next step. With state :math:`s` (the membrane :math:`U` is its last variable), threshold
+:math:`θ` and :math:`r_t = S_{t-1}` (detached):
+
+.. math::
+    s'_{t-1} &= \mathrm{reset}(s_{t-1}, r_t) \quad \text{(zero: } U \leftarrow U (1 - r_t)\text{; else unchanged)} \\
+    s_t &= \mathrm{charge}(X_t, s'_{t-1}), \qquad U_t \leftarrow U_t - θ r_t \ \text{(subtract)} \\
+    S_t &= H(U_t - θ)
+
+A neuron with another reset (Izhikevich: :math:`v \leftarrow c`, :math:`u \leftarrow u + d`)
+overrides :meth:`StepNeuron.reset`; one whose state does not start at zero overrides
+:meth:`StepNeuron.initial_state`.
+
+**Backward.** The forward runs without autograd and keeps the state of every step (for ``leaky``
+that is the membrane alone: what the fused kernel keeps). The backward walks the steps in reverse
+and differentiates one recomputed step at a time with :func:`torch.autograd.grad`, so the
+autograd graph of one step is all that exists at once. The input :math:`X` is kept too only when
+``charge``'s backward needs its value (``β·U + X`` does not; ``k·X`` with a learnt ``k`` does):
+the engine finds out once per module by recording what autograd saves for two different inputs.
+The initial state is a constant (no gradient flows into it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from snnframe.engine.buffers import step_buffer
+from snnframe.engine.neuron import (
+    ResetMechanism,
+    SpikingNeuron,
+    check_reset,
+    check_surrogate,
+    needs_grad,
+    scalar,
+)
+from snnframe.engine.surrogate import Surrogate
+
+State = tuple[torch.Tensor, ...]
+
+
+class StepNeuron(SpikingNeuron):
+    """Base class of neurons defined by :meth:`charge`; see the module documentation.
+
+    Args:
+        threshold: firing threshold :math:`θ`, compared with the membrane (the last state); any
+            finite number (subclasses with a sign convention check it themselves).
+        reset_mechanism: ``"subtract"`` (:math:`θ`), ``"zero"`` or ``"none"``; ignored by a
+            subclass that overrides :meth:`reset`.
+        surrogate: spike surrogate gradient; snnTorch's default ``ATan(alpha=2)`` if omitted.
+        learn_threshold: make :math:`θ` a trainable scalar.
+
+    Class attributes: ``state_names`` names the state variables (default ``("mem",)``; the
+    membrane is the last); ``surrogate_scale`` scales :math:`U - θ` before the surrogate (the
+    gradient is :math:`σ'((U - θ) c)\\, c`).
+    """
+
+    state_names: tuple[str, ...] = ("mem",)
+    surrogate_scale: float = 1.0
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 1.0,
+        reset_mechanism: ResetMechanism = "subtract",
+        surrogate: Surrogate | None = None,
+        learn_threshold: bool = False,
+    ):
+        super().__init__()
+        self.surrogate = check_surrogate(surrogate)
+        self.reset_mechanism = check_reset(reset_mechanism)
+        if not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold}")
+        scalar(self, "threshold", threshold, learn_threshold)
+        self._needs_input: dict[Any, bool] = {}
+
+    # -- what a subclass writes ------------------------------------------------------------
+
+    def charge(self, x: torch.Tensor, *state: torch.Tensor) -> torch.Tensor | State:
+        """The state after one step of input ``x`` (all ``[B, ...]``): one tensor or a tuple.
+
+        Elementwise PyTorch operations on ``x``, the state and the module's parameters.
+        """
+        raise NotImplementedError
+
+    def initial_state(self, x0: torch.Tensor) -> State:
+        """The state before the first step (zeros), shaped like one step ``x0``."""
+        return tuple(torch.zeros_like(x0) for _ in self.state_names)
+
+    def reset(self, state: State, spiked: torch.Tensor) -> State:
+        """The state after a spike, applied before the next :meth:`charge`; ``spiked`` is 0/1.
+
+        The default handles ``reset_mechanism = "zero"`` (the membrane is zeroed); ``"subtract"``
+        takes :math:`θ` off the charged membrane instead, and ``"none"`` does nothing.
+        """
+        if self.reset_mechanism != "zero":
+            return state
+        return (*state[:-1], state[-1] * (1 - spiked))
+
+    # -- the engine ------------------------------------------------------------------------
+
+    def extra_repr(self) -> str:
+        return (
+            f"threshold={self.threshold.item():g}, reset_mechanism={self.reset_mechanism!r}, "
+            f"surrogate={self.surrogate!r}"
+        )
+
+    def simulate(self, x: torch.Tensor, return_mem: bool):
+        params = tuple(p for p in self.parameters() if p.requires_grad)
+        if needs_grad(x, *params):
+            keep_input = self.backward_needs_input(x)
+            outputs = _StepFunction.apply(self, keep_input, len(params), x, *params)
+            return outputs[0], outputs[-1]
+        with torch.no_grad():
+            spikes, states = run_steps(self, x, keep=return_mem)
+        return spikes, (states[-1] if return_mem else None)
+
+    def backward_needs_input(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`charge`'s backward needs the input's value (then the engine keeps ``x``)."""
+        key = (x.dtype, x.device, tuple(p.requires_grad for p in self.parameters()))
+        if key not in self._needs_input:
+            self._needs_input[key] = _saves_input(self, x[0, :1])
+        return self._needs_input[key]
+
+
+def as_state(value: torch.Tensor | State) -> State:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def run_steps(neuron: StepNeuron, x: torch.Tensor, keep: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Spikes ``[T, ...]`` and each state variable (``[T, ...]`` if ``keep``, else the last step's)."""
+    steps = x.shape[0]
+    threshold = neuron.threshold.to(x.dtype)
+    spikes = step_buffer(x)
+    state = neuron.initial_state(x[0])
+    kept = [step_buffer(x) for _ in state] if keep else []
+    subtract = neuron.reset_mechanism == "subtract" and type(neuron).reset is StepNeuron.reset
+    for t in range(steps):
+        if t > 0:
+            state = neuron.reset(state, spikes[t - 1])
+        state = as_state(neuron.charge(x[t], *state))
+        if subtract and t > 0:
+            state = (*state[:-1], state[-1] - threshold * spikes[t - 1])
+        torch.gt(state[-1], threshold, out=spikes[t])
+        for buffer, value in zip(kept, state):
+            buffer[t].copy_(value)
+    return spikes, kept if keep else list(state)
+
+
+class _StepFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, neuron: StepNeuron, keep_input: bool, n_params: int, x, *params):
+        spikes, states = run_steps(neuron, x, keep=True)
+        ctx.neuron, ctx.n_params = neuron, n_params
+        ctx.save_for_backward(x if keep_input else None, *states)
+        ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
+        ctx.set_materialize_grads(False)
+        return (spikes, *states)
+
+    @staticmethod
+    def backward(ctx, grad_spikes, *grad_states):
+        neuron = ctx.neuron
+        x, *states = ctx.saved_tensors
+        steps, n_states = states[0].shape[0], len(states)
+        params = [p for p in neuron.parameters() if p.requires_grad]
+        mem = states[-1]
+        threshold = neuron.threshold.to(mem.dtype)
+        scale = neuron.surrogate_scale
+        subtract = neuron.reset_mechanism == "subtract" and type(neuron).reset is StepNeuron.reset
+        want_threshold = neuron.threshold.requires_grad
+        direct_mem = [g for g in (grad_states[-1],) if g is not None]  # ∂L/∂U_t from return_mem
+        others = [(i, g) for i, g in enumerate(grad_states[:-1]) if g is not None]
+        grad_x = step_buffer(mem) if ctx.needs_input_grad[3] else None
+        grad_params: list[torch.Tensor | None] = [None] * len(params)
+        grad_threshold = mem.new_zeros(())
+        zero_input = mem.new_zeros(()).expand(mem.shape[1:])
+        carry: list[torch.Tensor | None] = [None] * n_states
+        for t in range(steps - 1, -1, -1):
+            # the cotangent of each state variable at step t: from step t+1, from outputs, from the spike
+            cotangents = carry
+            for i, grad in others:
+                cotangents[i] = grad[t] if cotangents[i] is None else cotangents[i] + grad[t]
+            g_mem = cotangents[-1]
+            if grad_spikes is not None:
+                d = mem[t] - threshold
+                if scale != 1.0:
+                    d = d * scale
+                from_spike = grad_spikes[t] * neuron.surrogate.derivative(d)
+                if scale != 1.0:
+                    from_spike = from_spike * scale
+                if want_threshold:
+                    grad_threshold -= from_spike.sum()
+                g_mem = from_spike if g_mem is None else g_mem + from_spike
+            if direct_mem:
+                g_mem = direct_mem[0][t] if g_mem is None else g_mem + direct_mem[0][t]
+            cotangents[-1] = g_mem
+            if all(c is None for c in cotangents):
+                if grad_x is not None:
+                    grad_x[t].zero_()
+                continue
+            if want_threshold and subtract and t > 0:
+                grad_threshold -= (g_mem * (mem[t - 1] > threshold)).sum()
+            with torch.enable_grad():
+                if t > 0:
+                    previous = tuple(s[t - 1].detach().requires_grad_() for s in states)
+                    start = neuron.reset(previous, (mem[t - 1] > threshold).to(mem.dtype))
+                else:
+                    previous = ()
+                    start = tuple(s.detach() for s in neuron.initial_state(mem[0]))
+                x_t = (x[t] if x is not None else zero_input).detach().requires_grad_()
+                charged = as_state(neuron.charge(x_t, *start))
+            used = [(c, o) for c, o in zip(cotangents, charged) if c is not None and o.requires_grad]
+            inputs = [x_t, *previous, *params]
+            if used:
+                grads = torch.autograd.grad([o for _, o in used], inputs, [c for c, _ in used], allow_unused=True)
+            else:
+                grads = (None,) * len(inputs)
+            if grad_x is not None:
+                if grads[0] is None:
+                    grad_x[t].zero_()
+                else:
+                    grad_x[t].copy_(grads[0])
+            carry = list(grads[1 : 1 + len(previous)]) + [None] * (n_states - len(previous))
+            for i, grad in enumerate(grads[1 + len(previous) :]):
+                if grad is not None:
+                    grad_params[i] = grad if grad_params[i] is None else grad_params[i] + grad
+        for i, p in enumerate(params):
+            if p is neuron.threshold:
+                grad_params[i] = grad_threshold if grad_params[i] is None else grad_params[i] + grad_threshold
+        return (None, None, None, grad_x, *grad_params)
+
+
+def _saves_input(neuron: StepNeuron, x0: torch.Tensor) -> bool:
+    """Whether autograd keeps anything that depends on ``x``'s value when differentiating ``charge``."""
+    state = tuple(torch.randn_like(s) for s in neuron.initial_state(x0))
+
+    def saved(value: float) -> list[torch.Tensor]:
+        packed: list[torch.Tensor] = []
+        x = torch.full_like(x0, value).requires_grad_()
+        start = tuple(s.clone().requires_grad_() for s in state)
+        with (
+            torch.enable_grad(),
+            torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t.detach().clone()) or t, lambda t: t),
+        ):
+            neuron.charge(x, *start)
+        return packed
+
+    first, second = saved(0.375), saved(-1.25)
+    if len(first) != len(second):
+        return True
+    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(first, second))
