@@ -1,14 +1,19 @@
 """Plugin discovery, fault isolation, registries."""
 
+import re
 import sys
 import types
+from pathlib import Path
 
 import pytest
+import toy_plugin
 
 import snnframe
-from snnframe.errors import PluginError, UnknownComponent
-from snnframe.plugins import load_plugins
+from snnframe.errors import PluginError, RecipeError, UnknownComponent
 from snnframe.kinds import NAMES as KINDS
+from snnframe.plugins import load_plugins
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def plugin(name, **hooks):
@@ -98,8 +103,9 @@ def test_bad_registration_arguments_fail_the_plugin():
 
 def test_same_name_from_two_plugins_is_an_error_naming_both():
     with pytest.raises(PluginError) as info:
-        load_plugins(extra=[("one", neuron_plugin("one", "lif")), ("two", neuron_plugin("two", "lif"))],
-                     entry_points=False)
+        load_plugins(
+            extra=[("one", neuron_plugin("one", "lif")), ("two", neuron_plugin("two", "lif"))], entry_points=False
+        )
     message = str(info.value)
     assert 'neuron "lif" is registered twice: by plugin "one"' in message
     assert 'by plugin "two"' in message and "SNNFRAME_DISABLE_PLUGINS=two" in message
@@ -109,8 +115,10 @@ def test_same_name_in_different_kinds_is_fine():
     def register_losses(register):
         register("lif", "m:f")
 
-    both = load_plugins(extra=[("a", neuron_plugin("a", "lif")), ("b", plugin("b", register_losses=register_losses))],
-                        entry_points=False)
+    both = load_plugins(
+        extra=[("a", neuron_plugin("a", "lif")), ("b", plugin("b", register_losses=register_losses))],
+        entry_points=False,
+    )
     assert both.registry("neurons").names() == both.registry("losses").names() == ["lif"]
 
 
@@ -126,8 +134,15 @@ def test_disable_env_blocks_plugins(monkeypatch):
 def test_builtins_are_discovered_through_entry_points():
     plugins = load_plugins()
     names = {p.name for p in plugins.loaded}
-    assert {"snnframe.datasets", "snnframe.encoders", "snnframe.neurons", "snnframe.models",
-            "snnframe.losses", "snnframe.training", "snnframe.visualizers"} <= names
+    assert {
+        "snnframe.datasets",
+        "snnframe.encoders",
+        "snnframe.neurons",
+        "snnframe.models",
+        "snnframe.losses",
+        "snnframe.training",
+        "snnframe.visualizers",
+    } <= names
     info = next(p for p in plugins.loaded if p.name == "snnframe.training")
     assert (info.distribution, info.version) == ("snnframe", snnframe.__version__)
 
@@ -135,8 +150,59 @@ def test_builtins_are_discovered_through_entry_points():
 def test_discovery_imports_no_heavy_module():
     import subprocess
 
-    code = ("import sys; from snnframe.plugins import load_plugins; load_plugins(); "
-            "heavy = [m for m in ('torch', 'numpy', 'tonic', 'snntorch', 'matplotlib', 'torchvision') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys; from snnframe.plugins import load_plugins; load_plugins(); "
+        "heavy = [m for m in ('torch', 'numpy', 'tonic', 'snntorch', 'matplotlib', 'torchvision') "
+        "if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_defaults_come_from_the_plugins_that_offer_them(toy_recipe, tmp_path):
+    from snnframe.run import prepare
+
+    def offers(name, default=True):
+        return plugin(
+            f"offers_{name}", register_losses=lambda register: register(name, toy_plugin.toy_loss, default=default)
+        )
+
+    text = toy_recipe.read_text().replace('[train.loss]\nkind = "toy_loss"\n', "")
+    recipe = tmp_path / "no_loss.toml"
+    recipe.write_text(text)
+    one = load_plugins(extra=[("toy", toy_plugin), ("a", offers("mine"))], entry_points=False)
+    assert prepare(recipe, plugins=one).recipe.table("train.loss").kind == "mine"  # written out, resolved
+
+    none = load_plugins(extra=[("toy", toy_plugin)], entry_points=False)
+    with pytest.raises(
+        RecipeError,
+        match=r"train\.loss\.kind: missing; no installed plugin offers a default loss: "
+        r'name one \(available: "toy_loss"\)',
+    ):
+        prepare(recipe, plugins=none)
+
+    two = load_plugins(extra=[("toy", toy_plugin), ("a", offers("mine")), ("b", offers("theirs"))], entry_points=False)
+    with pytest.raises(
+        RecipeError,
+        match=r'several plugins offer a default loss \("mine" \(plugin "a"\), '
+        r'"theirs" \(plugin "b"\)\): name one',
+    ):
+        prepare(recipe, plugins=two)
+
+
+def test_only_kinds_with_defaults_accept_default_true():
+    bad = plugin("bad", register_datasets=lambda register: register("d", "m:f", default=True))
+    plugins = load_plugins(extra=[("bad", bad)], entry_points=False)
+    assert 'dataset "d" cannot be a default' in plugins.failed[0].error
+
+
+def test_disabling_the_builtin_losses_leaves_no_loss_and_no_default(monkeypatch, tmp_path):
+    from snnframe.run import prepare
+
+    monkeypatch.setenv("SNNFRAME_DISABLE_PLUGINS", "snnframe.losses")
+    recipe = tmp_path / "q.toml"
+    text = (REPO / "recipes" / "quickstart.toml").read_text()
+    recipe.write_text(re.sub(r"\[train\.loss\]\n(.+\n)+", "", text))
+    with pytest.raises(RecipeError) as info:
+        prepare(recipe, plugins=load_plugins())
+    assert "train.loss.kind: missing; no installed plugin offers a default loss" in str(info.value)
