@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from snnframe import __version__
 from snnframe.errors import SnnframeError
-from snnframe.plugins import Plugins, load_plugins
 from snnframe.kinds import NAMES
+from snnframe.plugins import Plugins, load_plugins
 
 
 class _Failure(click.ClickException):
@@ -42,7 +43,10 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 _recipe_argument = click.argument("recipe", type=click.Path(path_type=Path, dir_okay=True))
 _set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a recipe key; VALUE is read as TOML (--set train.milestones=[10,15]).",
 )
 
@@ -68,7 +72,9 @@ def make_cli(plugins: Plugins) -> click.Group:
     @cli.command()
     @_recipe_argument
     @_set_option
-    @click.option("--resume", is_flag=True, help="Continue the run in the recipe's run directory from checkpoints/last.pt.")
+    @click.option(
+        "--resume", is_flag=True, help="Continue the run in the recipe's run directory from checkpoints/last.pt."
+    )
     @reports_errors
     def run(recipe: Path, overrides: tuple[str, ...], resume: bool) -> None:
         """Train the experiment described by RECIPE."""

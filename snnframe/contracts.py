@@ -13,12 +13,14 @@ This module must stay import-light (no torch at import time): it is imported by
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
 Modality = Literal["image", "events"]
+
 
 @attrs.frozen
 class DatasetInfo:
@@ -103,7 +105,7 @@ class NeuronFactory:
 
 @runtime_checkable
 class Visualizer(Protocol):
-    def __call__(self, ctx: "VisualContext") -> Sequence[Path]:
+    def __call__(self, ctx: VisualContext) -> Sequence[Path]:
         """Write files into ``ctx.run_dir`` and return their paths."""
 
 

@@ -23,7 +23,8 @@ Tensors are time-major: ``[T, B, ...]``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pluggy
 

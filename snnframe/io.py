@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path, mode: str = "wb", *, fsync: bool = False,
-                  encoding: str | None = None) -> Iterator[IO]:
+def atomic_writer(
+    path: str | Path, mode: str = "wb", *, fsync: bool = False, encoding: str | None = None
+) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path`` in one rename.
 
     ``mode`` is ``"wb"`` or ``"w"`` (text, ``encoding`` defaults to UTF-8). ``fsync`` flushes

@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as metadata
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pluggy
@@ -133,7 +134,7 @@ def _collect(manager: pluggy.PluginManager, info: PluginInfo, module: object) ->
                 if not isinstance(name, str) or not name:
                     problem = f"component name must be a non-empty string, got {name!r}"
                 if default and not BY_NAME[_kind].has_default:
-                    problem = f"{BY_NAME[_kind].singular} \"{name}\" cannot be a default: recipes always name one"
+                    problem = f'{BY_NAME[_kind].singular} "{name}" cannot be a default: recipes always name one'
                 if problem:
                     raise ValueError(f"register_{_kind}: {problem}")
                 entries.append(Entry(_kind, name, factory, info.name, info.distribution, info.version, bool(default)))

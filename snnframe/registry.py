@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 
@@ -51,8 +52,7 @@ def _import_reference(entry: Entry) -> Callable[..., Any]:
         ) from exc
     if not callable(obj):
         raise PluginError(
-            f'{singular(entry.kind)} "{entry.name}" from plugin "{entry.plugin}": '
-            f'"{entry.target}" is not callable'
+            f'{singular(entry.kind)} "{entry.name}" from plugin "{entry.plugin}": "{entry.target}" is not callable'
         )
     return obj
 
@@ -66,7 +66,7 @@ def check_target(target: Any) -> str | None:
         if sep and module and attr and all(p.isidentifier() for p in module.split(".") + attr.split(".")):
             return None
         return f'lazy reference "{target}" must look like "package.module:attr"'
-    return f"factory must be callable or a \"package.module:attr\" string, got {type(target).__name__}"
+    return f'factory must be callable or a "package.module:attr" string, got {type(target).__name__}'
 
 
 class Registry:
@@ -83,7 +83,7 @@ class Registry:
         if first is not None:
             raise PluginError(
                 f'{singular(self.kind)} "{entry.name}" is registered twice: by plugin "{first.plugin}"'
-                f"{_dist(first)} and by plugin \"{entry.plugin}\"{_dist(entry)}. "
+                f'{_dist(first)} and by plugin "{entry.plugin}"{_dist(entry)}. '
                 f"Uninstall one, or block one with SNNFRAME_DISABLE_PLUGINS={entry.plugin}"
             )
         self._entries[entry.name] = entry

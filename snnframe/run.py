@@ -8,8 +8,9 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import attrs
 
@@ -34,8 +35,9 @@ class Prepared:
     components: Components
 
 
-def build(data: dict[str, Any], source: str | None, default_name: str | None = None,
-          plugins: Plugins | None = None) -> Prepared:
+def build(
+    data: dict[str, Any], source: str | None, default_name: str | None = None, plugins: Plugins | None = None
+) -> Prepared:
     """Check recipe ``data`` against the core schema and the plugins and build its components.
 
     Every problem is collected into one ``RecipeError``. Nothing is written and no data is read.
@@ -50,8 +52,9 @@ def build(data: dict[str, Any], source: str | None, default_name: str | None = N
     return Prepared(with_defaults(recipe, factories), components)
 
 
-def prepare(path: str | Path, overrides: list[str] = (), resume: bool = False,
-            plugins: Plugins | None = None) -> Prepared:
+def prepare(
+    path: str | Path, overrides: list[str] = (), resume: bool = False, plugins: Plugins | None = None
+) -> Prepared:
     """Everything ``run`` checks, without writing anything: recipe, plugins, components, run directory."""
     prepared = build(read_with_overrides(path, overrides), str(path), Path(path).stem, plugins)
     check_run_dir(prepared.recipe, resume)
@@ -143,8 +146,9 @@ def run_logging(run_dir: Path | None) -> Iterator[None]:
         log.setLevel(previous_level)
 
 
-def run(path: str | Path, overrides: list[str] = (), resume: bool = False,
-        plugins: Plugins | None = None) -> TrainResult:
+def run(
+    path: str | Path, overrides: list[str] = (), resume: bool = False, plugins: Plugins | None = None
+) -> TrainResult:
     """Train the experiment a recipe describes; returns the trainer's result."""
     prepared = prepare(path, overrides, resume, plugins)
     recipe, parts = prepared.recipe, prepared.components
@@ -159,8 +163,7 @@ def run(path: str | Path, overrides: list[str] = (), resume: bool = False,
         dataset=parts.dataset,
         encoder=parts.encoder,
         model=parts.model,
-        data=DataSettings(recipe.data.batch_size, recipe.data.subset, recipe.data.test_subset,
-                          recipe.data.num_workers),
+        data=DataSettings(recipe.data.batch_size, recipe.data.subset, recipe.data.test_subset, recipe.data.num_workers),
         is_main=main,
     )
     experiment.splits()  # a missing data set fails here, before a run directory exists
@@ -178,8 +181,9 @@ def run(path: str | Path, overrides: list[str] = (), resume: bool = False,
 def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result: TrainResult) -> list[Path]:
     """Run each visualizer; one that fails is logged and the others still run."""
     _, test_set = experiment.splits()
-    ctx = VisualContext(experiment.run_dir, result.model, experiment.encoder, test_set, result.history,
-                        result.device, experiment.info)
+    ctx = VisualContext(
+        experiment.run_dir, result.model, experiment.encoder, test_set, result.history, result.device, experiment.info
+    )
     written, failed = [], []
     result.model.eval()
     for name, visualizer in visualizers:
@@ -195,8 +199,7 @@ def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result
     if failed:
         raise TrainingError(
             f"training finished and was saved in {experiment.run_dir}, but visualizers failed: "
-            + "; ".join(failed) + f" (details in {experiment.run_dir / 'training.log'})"
+            + "; ".join(failed)
+            + f" (details in {experiment.run_dir / 'training.log'})"
         )
     return written
-
-

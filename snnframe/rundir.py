@@ -136,7 +136,9 @@ def load_run(run_dir: str | Path, overrides: list[str] = (), plugins: Any = None
     if not last.is_file():
         kept = epoch_checkpoints(run_dir / CHECKPOINT_DIR)
         hint = f"; {kept[0]} is there: copy it to {last} to load that epoch" if kept else ""
-        raise RunDirError(f"{run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT}: the run has not finished an epoch{hint}")
+        raise RunDirError(
+            f"{run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT}: the run has not finished an epoch{hint}"
+        )
     data = apply_overrides(read(recipe_file), list(overrides))
     data.setdefault("experiment", {}).update(out_dir=str(run_dir.parent), name=run_dir.name)
     built = build(data, str(recipe_file), plugins=plugins)
@@ -148,5 +150,13 @@ def load_run(run_dir: str | Path, overrides: list[str] = (), plugins: Any = None
         first = str(exc).strip().splitlines()[0]
         raise RunDirError(f"{last} does not fit the model its recipe builds ({first})") from None
     model.eval()
-    return LoadedRun(run_dir, built.recipe, [dict(row) for row in state["history"]], int(state["epoch"]),
-                     model, built.components.dataset, built.components.encoder, last)
+    return LoadedRun(
+        run_dir,
+        built.recipe,
+        [dict(row) for row in state["history"]],
+        int(state["epoch"]),
+        model,
+        built.components.dataset,
+        built.components.encoder,
+        last,
+    )

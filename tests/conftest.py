@@ -6,6 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers and toy_plugin importable by name
 
 import toy_plugin  # noqa: E402
+
 from snnframe.plugins import load_plugins  # noqa: E402
 
 

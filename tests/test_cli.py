@@ -107,8 +107,9 @@ def test_misspelt_key_of_a_plugin_table_suggests(invoke, toy_recipe):
     edit(toy_recipe, "slope = 10", "slop = 10")
     result = invoke("validate", toy_recipe)
     assert result.exit_code == 2
-    assert ('model.neuron.surrogate.slop: unknown key for surrogate "toy_sg" (did you mean "slope"?); '
-            "accepted keys: slope") in result.output
+    assert (
+        'model.neuron.surrogate.slop: unknown key for surrogate "toy_sg" (did you mean "slope"?); accepted keys: slope'
+    ) in result.output
 
 
 def test_three_core_mistakes_exit_2(invoke, toy_recipe):
@@ -140,8 +141,10 @@ def test_injected_and_missing_keys(invoke, toy_recipe):
 def test_literal_choices_are_checked(invoke, toy_recipe):
     result = invoke("validate", toy_recipe, "--set", "model.neuron.reset=substract")
     assert result.exit_code == 2
-    assert ('model.neuron.reset: expected one of "subtract", "zero", got "substract" (did you mean "subtract"?)'
-            in result.output)
+    assert (
+        'model.neuron.reset: expected one of "subtract", "zero", got "substract" (did you mean "subtract"?)'
+        in result.output
+    )
 
 
 def test_list_item_types_are_checked(invoke, toy_recipe):
@@ -180,8 +183,16 @@ def test_list_plugins_json(invoke):
     assert result.exit_code == 0
     rows = json.loads(result.output)
     assert {"kind": "neurons", "name": "toy_lif", "plugin": "toy", "distribution": None, "version": None} in rows
-    assert {r["kind"] for r in rows} == {"datasets", "encoders", "surrogates", "neurons", "architectures",
-                                        "losses", "trainers", "visualizers"}
+    assert {r["kind"] for r in rows} == {
+        "datasets",
+        "encoders",
+        "surrogates",
+        "neurons",
+        "architectures",
+        "losses",
+        "trainers",
+        "visualizers",
+    }
 
 
 def test_list_plugins_text_and_kind_filter(invoke):
@@ -220,13 +231,19 @@ def test_plugins_add_commands_and_a_failing_one_is_reported():
     result = CliRunner().invoke(make_cli(plugins), ["hello"])
     assert result.exit_code == 0, result.output
     assert "hello from a plugin" in result.output
-    assert ('snnframe: warning: plugin "bad" (not from a distribution) failed to load and is skipped: '
-            "register_commands: RuntimeError: no commands today") in result.output
+    assert (
+        'snnframe: warning: plugin "bad" (not from a distribution) failed to load and is skipped: '
+        "register_commands: RuntimeError: no commands today"
+    ) in result.output
 
 
 def test_a_failing_visualizer_keeps_the_run_and_the_others(invoke, toy_recipe, tmp_path):
     text = toy_recipe.read_text()
-    toy_recipe.write_text(text.replace('[[visualize]]\nkind = "toy_vis"', '[[visualize]]\nkind = "toy_broken"\n\n[[visualize]]\nkind = "toy_vis"'))
+    toy_recipe.write_text(
+        text.replace(
+            '[[visualize]]\nkind = "toy_vis"', '[[visualize]]\nkind = "toy_broken"\n\n[[visualize]]\nkind = "toy_vis"'
+        )
+    )
     result = invoke("run", toy_recipe)
     assert result.exit_code == 1
     assert "visualizer toy_broken failed: second line" in result.output

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 def write_package(root: Path, dist: str, version: str, module: str, source: str, entry_name: str) -> Path:
     pkg = root / dist
     (pkg / module).mkdir(parents=True)
-    (pkg / "pyproject.toml").write_text(textwrap.dedent(f"""\
+    (pkg / "pyproject.toml").write_text(
+        textwrap.dedent(f"""\
         [build-system]
         requires = ["setuptools"]
         build-backend = "setuptools.build_meta"
@@ -27,16 +28,30 @@ def write_package(root: Path, dist: str, version: str, module: str, source: str,
 
         [project.entry-points.snnframe]
         {entry_name} = "{module}"
-        """))
+        """)
+    )
     (pkg / module / "__init__.py").write_text(textwrap.dedent(source))
     return pkg
 
 
 def pip_install(package: Path, target: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(target), str(package)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -50,17 +65,31 @@ def site(tmp_path_factory):
     """A good and a broken third-party plugin, pip-installed into one directory."""
     root = tmp_path_factory.mktemp("pkgs")
     target = root / "site"
-    good = write_package(root, "snnframe-spikecount", "1.2.3", "snnframe_spikecount", """\
+    good = write_package(
+        root,
+        "snnframe-spikecount",
+        "1.2.3",
+        "snnframe_spikecount",
+        """\
         import snnframe
 
         @snnframe.hookimpl
         def register_losses(register):
             register("spike_count_mse", "snnframe_spikecount.loss:SpikeCountMSE")
-        """, "spikecount")
+        """,
+        "spikecount",
+    )
     (good / "snnframe_spikecount" / "loss.py").write_text("class SpikeCountMSE:\n    pass\n")
-    broken = write_package(root, "snnframe-broken", "0.0.1", "snnframe_broken", """\
+    broken = write_package(
+        root,
+        "snnframe-broken",
+        "0.0.1",
+        "snnframe_broken",
+        """\
         import a_module_that_does_not_exist
-        """, "broken")
+        """,
+        "broken",
+    )
     pip_install(good, target)
     pip_install(broken, target)
     return target
@@ -70,8 +99,13 @@ def test_installed_plugin_is_listed_with_its_version(site):
     result = snnframe(site, "list-plugins", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert {"kind": "losses", "name": "spike_count_mse", "plugin": "spikecount",
-            "distribution": "snnframe-spikecount", "version": "1.2.3"} in rows
+    assert {
+        "kind": "losses",
+        "name": "spike_count_mse",
+        "plugin": "spikecount",
+        "distribution": "snnframe-spikecount",
+        "version": "1.2.3",
+    } in rows
     # the built-ins still work beside it
     assert any(r["plugin"] == "snnframe.losses" and r["name"] == "ce_rate" for r in rows)
 
@@ -79,8 +113,10 @@ def test_installed_plugin_is_listed_with_its_version(site):
 def test_broken_plugin_is_named_in_a_warning_and_the_rest_works(site):
     result = snnframe(site, "list-plugins")
     assert result.returncode == 0
-    assert ('snnframe: warning: plugin "broken" (snnframe-broken 0.0.1) failed to load and is skipped: '
-            "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'") in result.stderr
+    assert (
+        'snnframe: warning: plugin "broken" (snnframe-broken 0.0.1) failed to load and is skipped: '
+        "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'"
+    ) in result.stderr
     assert "spike_count_mse" in result.stdout
     assert "Failed plugins:\n  broken (snnframe-broken 0.0.1): ModuleNotFoundError" in result.stdout
 
@@ -95,13 +131,20 @@ def test_disabled_plugin_is_not_even_imported(site):
 
 def test_conflicting_plugin_names_both_sources(tmp_path):
     target = tmp_path / "site"
-    clash = write_package(tmp_path, "snnframe-clash", "2.0", "snnframe_clash", """\
+    clash = write_package(
+        tmp_path,
+        "snnframe-clash",
+        "2.0",
+        "snnframe_clash",
+        """\
         import snnframe
 
         @snnframe.hookimpl
         def register_losses(register):
             register("ce_rate", "snnframe_clash:Loss")
-        """, "clash")
+        """,
+        "clash",
+    )
     pip_install(clash, target)
     result = snnframe(target, "list-plugins")
     assert result.returncode == 2
@@ -112,15 +155,31 @@ def test_conflicting_plugin_names_both_sources(tmp_path):
 
 def test_the_example_plugin_from_plugins_installs_and_drops_into_a_recipe(tmp_path):
     target = tmp_path / "site"
-    source = shutil.copytree(REPO / "plugins" / "snnframe-izhikevich", tmp_path / "src")  # builds leave no trace in the repo
+    source = shutil.copytree(
+        REPO / "plugins" / "snnframe-izhikevich", tmp_path / "src"
+    )  # builds leave no trace in the repo
     pip_install(source, target)
     rows = json.loads(snnframe(target, "list-plugins", "--json", "--kind", "neurons").stdout)
-    assert {"kind": "neurons", "name": "izhikevich", "plugin": "izhikevich",
-            "distribution": "snnframe-izhikevich", "version": "0.1.0"} in rows
+    assert {
+        "kind": "neurons",
+        "name": "izhikevich",
+        "plugin": "izhikevich",
+        "distribution": "snnframe-izhikevich",
+        "version": "0.1.0",
+    } in rows
     # the quick start's [model.neuron] has leaky's beta: replace the whole table with an inline one
-    result = snnframe(target, "validate", str(REPO / "recipes" / "quickstart.toml"),
-                      "--set", 'model.neuron={kind = "izhikevich", a = 0.1}', "--set", f"experiment.out_dir={tmp_path}")
+    result = snnframe(
+        target,
+        "validate",
+        str(REPO / "recipes" / "quickstart.toml"),
+        "--set",
+        'model.neuron={kind = "izhikevich", a = 0.1}',
+        "--set",
+        f"experiment.out_dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr
-    bad = snnframe(target, "validate", str(REPO / "recipes" / "quickstart.toml"), "--set", "model.neuron.kind=izhikevich")
+    bad = snnframe(
+        target, "validate", str(REPO / "recipes" / "quickstart.toml"), "--set", "model.neuron.kind=izhikevich"
+    )
     assert bad.returncode == 2
     assert 'model.neuron.beta: unknown key for neuron "izhikevich"' in bad.stderr

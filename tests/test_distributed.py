@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainer_toys import make_experiment
 
 from snnframe.builtins.losses.spike_losses import ce_rate
 from snnframe.builtins.training.bptt import TIMING_KEYS, BPTTTrainer
 from snnframe.contracts import DatasetInfo
-from trainer_toys import make_experiment
 
 TESTS = Path(__file__).parent
 
@@ -97,14 +97,27 @@ def without_timings(history):
 def test_two_process_gloo_run_has_one_writer_and_reduced_metrics(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(script), str(tmp_path), *free_ports(2)]
-    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(script),
+        str(tmp_path),
+        *free_ports(2),
+    ]
+    launcher = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         output, _ = launcher.communicate(timeout=180)
     except subprocess.TimeoutExpired:
@@ -153,15 +166,41 @@ def test_torchrun_m_snnframe_run_writes_one_run_directory(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "snnframe", "run", str(recipe), "--set", f"experiment.out_dir={tmp_path}",
-               "--set", "train.epochs=2", "--set", "data.subset=8", "--set", "data.test_subset=4",
-               "--set", "encoder.num_steps=4", "--set", 'visualize=[{kind = "curves"}]']
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "snnframe",
+        "run",
+        str(recipe),
+        "--set",
+        f"experiment.out_dir={tmp_path}",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.subset=8",
+        "--set",
+        "data.test_subset=4",
+        "--set",
+        "encoder.num_steps=4",
+        "--set",
+        'visualize=[{kind = "curves"}]',
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "quickstart"
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoints", "metrics.jsonl", "recipe.toml", "test_acc.png", "train_loss.png", "training.log"]
+        "checkpoints",
+        "metrics.jsonl",
+        "recipe.toml",
+        "test_acc.png",
+        "train_loss.png",
+        "training.log",
+    ]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
     # one writer: each epoch is logged once, by rank 0, to the console and to training.log
@@ -188,9 +227,9 @@ class Draws:
 
 
 def test_ranks_shard_alike_but_seed_their_loader_workers_apart(tmp_path):
+    from snnframe.builtins.training.distributed import DistContext
     from snnframe.builtins.training.resume import epoch_seed
     from snnframe.builtins.training.session import Session
-    from snnframe.builtins.training.distributed import DistContext
 
     def epoch(rank, world_size, number):
         """The training loader's (sample indices, draws) in epoch ``number`` on process ``rank``."""
@@ -210,7 +249,11 @@ def test_ranks_shard_alike_but_seed_their_loader_workers_apart(tmp_path):
     assert not torch.equal(epoch(1, 2, 2)[1], draws1)
     assert torch.equal(epoch(1, 2, 1)[1], draws1)
     # a single process seeds as before
-    single = Session(BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate()),
-                  make_experiment(tmp_path / "single"), DistContext(), torch.device("cpu"))
+    single = Session(
+        BPTTTrainer(epochs=2, lr=1e-2, device="cpu", loss=ce_rate()),
+        make_experiment(tmp_path / "single"),
+        DistContext(),
+        torch.device("cpu"),
+    )
     single._begin_epoch(3)
     assert single.generator.initial_seed() == epoch_seed(0, 3) == 3

@@ -9,8 +9,8 @@ from torch import nn
 
 from snnframe.builtins.models.csnn import csnn
 from snnframe.builtins.models.mlp import mlp
-from snnframe.engine.sequential import SpikingSequential, is_static
 from snnframe.builtins.neurons.leaky import Leaky
+from snnframe.engine.sequential import SpikingSequential, is_static
 from snnframe.engine.surrogate import FastSigmoid
 
 
@@ -142,13 +142,19 @@ def test_equals_the_seeds_snntorch_loop(static):
     torch.manual_seed(0)
     grad = snn_surrogate.fast_sigmoid(slope=25)
     seed = nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True),
-        nn.Conv2d(4, 8, 3), nn.MaxPool2d(2), snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True),
-        nn.Flatten(), nn.Linear(32, 4), snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True, output=True),
+        nn.Conv2d(1, 4, 3),
+        nn.MaxPool2d(2),
+        snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True),
+        nn.Conv2d(4, 8, 3),
+        nn.MaxPool2d(2),
+        snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+        snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True, output=True),
     )
     net = small_csnn(torch.float32)
     with torch.no_grad():
-        for (name, p) in seed.named_parameters():
+        for name, p in seed.named_parameters():
             p.copy_(dict(net.named_parameters())[name])
     steps = 12
     x = images(6, torch.float32).unsqueeze(0).expand(steps, 6, 1, 16, 16)
@@ -160,7 +166,7 @@ def test_equals_the_seeds_snntorch_loop(static):
     out = run(net, x)
     assert 0.02 < out.mean() < 0.9
     assert torch.equal(out, ref)
-    for (name, p) in seed.named_parameters():
+    for name, p in seed.named_parameters():
         torch.testing.assert_close(dict(net.named_parameters())[name].grad, p.grad, rtol=1e-4, atol=1e-5)
 
 

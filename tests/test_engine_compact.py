@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnframe.engine import compact
-from snnframe.engine.kernels import maxpool as pool_kernels
 from snnframe.builtins.models.csnn import csnn
 from snnframe.builtins.neurons.leaky import Leaky
+from snnframe.engine import compact
+from snnframe.engine.kernels import maxpool as pool_kernels
 from snnframe.engine.surrogate import FastSigmoid
 
 
@@ -60,8 +60,9 @@ def test_compact_conv_and_linear_gradients_equal_the_plain_layers(binary):
     refs = [t.grad.clone() for t in (x, xl, conv.weight, conv.bias, lin.weight, lin.bias)]
     for t in (x, xl, conv.weight, conv.bias, lin.weight, lin.bias):
         t.grad = None
-    out, saved = saved_tensors(lambda: (compact.apply(conv, x, binary) ** 2).sum()
-                               + (compact.apply(lin, xl, True) ** 2).sum())
+    out, saved = saved_tensors(
+        lambda: (compact.apply(conv, x, binary) ** 2).sum() + (compact.apply(lin, xl, True) ** 2).sum()
+    )
     out.backward()
     torch.testing.assert_close(out, ref)
     for got, want in zip([t.grad for t in (x, xl, conv.weight, conv.bias, lin.weight, lin.bias)], refs):
@@ -75,8 +76,7 @@ def test_compact_conv_and_linear_gradients_equal_the_plain_layers(binary):
 def test_csnn_saves_less_than_half_for_backward():
     def run(save_compact):
         torch.manual_seed(0)
-        net = csnn(input_shape=(2, 34, 34), num_classes=10,
-                   neuron=lambda: Leaky(beta=0.5, surrogate=FastSigmoid()))
+        net = csnn(input_shape=(2, 34, 34), num_classes=10, neuron=lambda: Leaky(beta=0.5, surrogate=FastSigmoid()))
         net.compact_saves = save_compact
         x = (torch.rand(20, 4, 2, 34, 34, generator=torch.Generator().manual_seed(1)) < 0.05).float()
         out, saved = saved_tensors(lambda: net(x))
@@ -101,8 +101,9 @@ def test_bf16_autocast_trains_with_float32_parameters():
         loss = F.cross_entropy(out.sum(0), torch.arange(5) % 4)
     loss.backward()
     assert out.dtype == torch.float32 and torch.isfinite(loss)
-    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
-               for p in net.parameters())
+    assert all(
+        p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in net.parameters()
+    )
 
 
 @pytest.mark.parametrize("channels, size, k, p", [(2, 17, 5, 2), (3, 20, 3, 3), (1, 14, 4, 2)])
@@ -129,8 +130,9 @@ def test_event_driven_conv_pool_equals_dense(channels, size, k, p):
     torch.testing.assert_close(conv.bias.grad, got[1], rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         x[0, -1, 4, 4] = float("nan")  # NaN wins its pooling windows, as in PyTorch
-        torch.testing.assert_close(sparse_conv.conv_pool(conv, p, x), pool(conv(x)), rtol=1e-5, atol=1e-5,
-                                   equal_nan=True)
+        torch.testing.assert_close(
+            sparse_conv.conv_pool(conv, p, x), pool(conv(x)), rtol=1e-5, atol=1e-5, equal_nan=True
+        )
 
 
 def test_event_driven_conv_pool_is_used_only_where_it_applies():

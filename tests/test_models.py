@@ -7,8 +7,8 @@ from torch import nn
 from snnframe.builtins.models import register_architectures
 from snnframe.builtins.models.csnn import csnn
 from snnframe.builtins.models.mlp import mlp
-from snnframe.engine.neuron import SpikingNeuron
 from snnframe.builtins.neurons.leaky import Leaky
+from snnframe.engine.neuron import SpikingNeuron
 from snnframe.recipe.params import check_arguments
 
 
@@ -52,14 +52,20 @@ def test_mlp_layers_and_output():
     assert net(torch.rand(6, 4, 1, 8, 8)).shape == (6, 4, 10)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: csnn(input_shape=(1, 12, 12), num_classes=10, neuron=leaky), "too small"),
-    (lambda: csnn(input_shape=(784,), num_classes=10, neuron=leaky), "image-shaped input"),
-    (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=leaky, channels=[]), "non-empty"),
-    (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=leaky, pool=0), "at least 1"),
-    (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=lambda: "lif"), "layer 2 is a str, not a torch.nn.Module"),
-    (lambda: mlp(input_shape=(1, 8, 8), num_classes=10, neuron=leaky, hidden=[0]), "positive integers"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: csnn(input_shape=(1, 12, 12), num_classes=10, neuron=leaky), "too small"),
+        (lambda: csnn(input_shape=(784,), num_classes=10, neuron=leaky), "image-shaped input"),
+        (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=leaky, channels=[]), "non-empty"),
+        (lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=leaky, pool=0), "at least 1"),
+        (
+            lambda: csnn(input_shape=(1, 28, 28), num_classes=10, neuron=lambda: "lif"),
+            "layer 2 is a str, not a torch.nn.Module",
+        ),
+        (lambda: mlp(input_shape=(1, 8, 8), num_classes=10, neuron=leaky, hidden=[0]), "positive integers"),
+    ],
+)
 def test_bad_values_raise_value_error(make, message):
     with pytest.raises(ValueError, match=message):
         make()

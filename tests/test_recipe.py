@@ -38,8 +38,15 @@ def test_plugin_keys_are_kept_apart_from_core_keys():
     recipe = parse(data)
     assert recipe.data.batch_size == 4 and recipe.data.params == {"size": 10}
     assert recipe.table("model").params == {"hidden": [3]}
-    assert recipe.to_dict()["data"] == {"kind": "d", "root": "data", "batch_size": 4, "subset": 1,
-                                        "test_subset": 1, "num_workers": 0, "size": 10}
+    assert recipe.to_dict()["data"] == {
+        "kind": "d",
+        "root": "data",
+        "batch_size": 4,
+        "subset": 1,
+        "test_subset": 1,
+        "num_workers": 0,
+        "size": 10,
+    }
 
 
 def test_all_problems_are_reported_with_key_paths():

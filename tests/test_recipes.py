@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from helpers.data_files import write_mnist, write_nmnist
+
 from snnframe.cli import make_cli
 from snnframe.plugins import load_plugins
 
@@ -23,8 +23,12 @@ def cli():
 
 
 def test_the_four_recipes_exist():
-    assert [p.name for p in RECIPES] == ["csnn_spike.toml", "csnn_static.toml", "quickstart.toml",
-                                         "quickstart_spike.toml"]
+    assert [p.name for p in RECIPES] == [
+        "csnn_spike.toml",
+        "csnn_static.toml",
+        "quickstart.toml",
+        "quickstart_spike.toml",
+    ]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -35,8 +39,15 @@ def test_recipe_validates(cli, recipe, tmp_path):
 
 
 def run_one_epoch(cli, recipe, tmp_path, *overrides):
-    result = cli("run", REPO / "recipes" / recipe, "--set", f"experiment.out_dir={tmp_path / 'runs'}",
-                 "--set", "train.epochs=1", *overrides)
+    result = cli(
+        "run",
+        REPO / "recipes" / recipe,
+        "--set",
+        f"experiment.out_dir={tmp_path / 'runs'}",
+        "--set",
+        "train.epochs=1",
+        *overrides,
+    )
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / Path(recipe).stem
     for name in CONTRACT:
@@ -49,8 +60,17 @@ def run_one_epoch(cli, recipe, tmp_path, *overrides):
 def test_csnn_static_runs_an_epoch_on_mnist_idx_files(cli, tmp_path):
     root = tmp_path / "data"
     write_mnist(root, n_train=256, n_test=64)
-    run_dir, row = run_one_epoch(cli, "csnn_static.toml", tmp_path, "--set", f"data.root={root}",
-                                 "--set", "data.batch_size=64", "--set", "visualize.1.samples=1")
+    run_dir, row = run_one_epoch(
+        cli,
+        "csnn_static.toml",
+        tmp_path,
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.batch_size=64",
+        "--set",
+        "visualize.1.samples=1",
+    )
     assert (run_dir / "train_loss.png").is_file() and (run_dir / "test_acc.png").is_file()
     assert len(list(run_dir.glob("spike_count_0_target*.gif"))) == 1
     assert row["lr"] == 1e-2
@@ -59,9 +79,21 @@ def test_csnn_static_runs_an_epoch_on_mnist_idx_files(cli, tmp_path):
 def test_csnn_spike_runs_an_epoch_on_nmnist_bin_files(cli, tmp_path):
     root = tmp_path / "data"
     write_nmnist(root, per_class_train=3, per_class_test=1)
-    run_dir, row = run_one_epoch(cli, "csnn_spike.toml", tmp_path, "--set", f"data.root={root}",
-                                 "--set", "data.require_archives=false", "--set", "data.num_workers=0",
-                                 "--set", "data.batch_size=10", "--set", "visualize.1.samples=1")
+    run_dir, row = run_one_epoch(
+        cli,
+        "csnn_spike.toml",
+        tmp_path,
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.require_archives=false",
+        "--set",
+        "data.num_workers=0",
+        "--set",
+        "data.batch_size=10",
+        "--set",
+        "visualize.1.samples=1",
+    )
     assert 0.0 <= row["test_acc"] <= 1.0
     assert len(list(run_dir.glob("spike_count_0_target*.gif"))) == 1
 
@@ -77,8 +109,16 @@ def test_quickstart_leaves_the_run_directory_contract(cli, tmp_path):
 
 
 def test_missing_data_is_a_clear_error_and_creates_no_run_directory(cli, tmp_path):
-    result = cli("run", REPO / "recipes" / "csnn_static.toml", "--set", f"data.root={tmp_path / 'empty'}",
-                 "--set", "data.download=false", "--set", f"experiment.out_dir={tmp_path / 'runs'}")
+    result = cli(
+        "run",
+        REPO / "recipes" / "csnn_static.toml",
+        "--set",
+        f"data.root={tmp_path / 'empty'}",
+        "--set",
+        "data.download=false",
+        "--set",
+        f"experiment.out_dir={tmp_path / 'runs'}",
+    )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert str(tmp_path / "empty" / "MNIST" / "raw") in result.output

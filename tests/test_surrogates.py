@@ -59,7 +59,9 @@ def test_heaviside_keeps_dtype_and_is_zero_at_zero():
     assert torch.equal(ATan()(x), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("make", [lambda: FastSigmoid(slope=0.0), lambda: ATan(alpha=-1.0), lambda: Sigmoid(slope=-2.0)])
+@pytest.mark.parametrize(
+    "make", [lambda: FastSigmoid(slope=0.0), lambda: ATan(alpha=-1.0), lambda: Sigmoid(slope=-2.0)]
+)
 def test_bad_parameters_raise_value_error(make):
     with pytest.raises(ValueError, match="must be a positive number"):
         make()
@@ -78,6 +80,8 @@ def test_registered_names_point_at_the_classes():
 
 
 def test_plugin_modules_do_not_import_torch():
-    code = ("import sys, snnframe.builtins.neurons, snnframe.builtins.models; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, snnframe.builtins.neurons, snnframe.builtins.models; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainer_toys import CrashingSNN, InjectedCrash, make_experiment
 
 from snnframe.builtins.losses.spike_losses import ce_count, ce_rate
 from snnframe.builtins.training.bptt import TIMING_KEYS, BPTTTrainer
 from snnframe.builtins.training.errors import ResumeError, TrainingDiverged
 from snnframe.contracts import TrainResult
-from trainer_toys import CrashingSNN, InjectedCrash, make_experiment
 
 ROW_KEYS = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_seconds", "eval_seconds"}
 
@@ -110,8 +110,9 @@ def test_resume_after_the_process_is_killed_mid_epoch(tmp_path):
         "BPTTTrainer(epochs=3, lr=1e-2, device='cpu', loss=ce_rate(), milestones=[2]).fit(experiment)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", script, str(run_dir)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(run_dir)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     # 6 batches an epoch: killed at batch 3 of epoch 3, after two checkpoints
     assert [row["epoch"] for row in rows(run_dir)] == [1, 2]
@@ -203,8 +204,10 @@ def test_resume_from_a_checkpoint_of_another_format_is_a_clear_error(tmp_path):
     state["format"] = 1  # what snnframe wrote before the sampler's generator state was dropped
     state["rng"] = {**state["rng"][0], "sampler": torch.Generator().get_state()}
     torch.save(state, last)
-    with pytest.raises(ResumeError, match="last.pt has checkpoint format 1, from another snnframe version; "
-                                          "this one reads format 3 only"):
+    with pytest.raises(
+        ResumeError,
+        match="last.pt has checkpoint format 1, from another snnframe version; this one reads format 3 only",
+    ):
         trainer(epochs=2).fit(make_experiment(run_dir, resume=True))
 
 
@@ -230,8 +233,9 @@ def test_cpu_training_on_a_cuda_machine_leaves_cuda_random_states_alone(tmp_path
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # torch's own optimizer step would then look for a CUDA stream this machine lacks
-    monkeypatch.setattr(torch.optim.Optimizer, "_accelerator_graph_capture_health_check", lambda self: None,
-                        raising=False)
+    monkeypatch.setattr(
+        torch.optim.Optimizer, "_accelerator_graph_capture_health_check", lambda self: None, raising=False
+    )
     for name in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all", "manual_seed"):
         monkeypatch.setattr(torch.cuda, name, refuse(name))
     run_dir = tmp_path / "run"

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from PIL import Image
+from trainer_toys import CLASSES, make_experiment
 
 from snnframe.builtins.losses.spike_losses import ce_rate
 from snnframe.builtins.training.bptt import BPTTTrainer
@@ -10,7 +11,6 @@ from snnframe.builtins.visualizers.curves import Curves
 from snnframe.builtins.visualizers.raster import Raster
 from snnframe.builtins.visualizers.spike_count import SpikeCountGif
 from snnframe.contracts import VisualContext
-from trainer_toys import CLASSES, make_experiment
 
 STEPS = 12
 
@@ -21,8 +21,9 @@ def ctx(tmp_path_factory):
     experiment = make_experiment(run_dir, steps=STEPS)
     result = BPTTTrainer(epochs=3, lr=1e-2, device="cpu", loss=ce_rate()).fit(experiment)
     _, test_set = experiment.splits()
-    return VisualContext(run_dir, result.model, experiment.encoder, test_set, result.history, result.device,
-                         experiment.info)
+    return VisualContext(
+        run_dir, result.model, experiment.encoder, test_set, result.history, result.device, experiment.info
+    )
 
 
 def test_curves_write_the_seeds_two_plots_from_the_history(ctx):
@@ -69,8 +70,15 @@ def test_spike_count_frames_are_subsampled_and_end_at_the_last_step():
 
 
 def test_spike_count_samples_are_capped_by_the_test_set(ctx):
-    small = VisualContext(ctx.run_dir, ctx.model, ctx.encoder, torch.utils.data.Subset(ctx.test_set, [0, 1]),
-                          ctx.history, ctx.device, ctx.info)
+    small = VisualContext(
+        ctx.run_dir,
+        ctx.model,
+        ctx.encoder,
+        torch.utils.data.Subset(ctx.test_set, [0, 1]),
+        ctx.history,
+        ctx.device,
+        ctx.info,
+    )
     assert len(SpikeCountGif(samples=5, max_frames=2)(small)) == 2
 
 

@@ -86,8 +86,14 @@ class ToyTrainer:
             history = [json.loads(line) for line in metrics.read_text().splitlines()]
             start = len(history)
         for epoch in range(start + 1, self.epochs + 1):
-            row = {"epoch": epoch, "train_loss": 1.0 / epoch, "test_acc": len(test) / 10, "lr": self.lr,
-                   "train_seconds": 0.0, "n_train": len(train)}
+            row = {
+                "epoch": epoch,
+                "train_loss": 1.0 / epoch,
+                "test_acc": len(test) / 10,
+                "lr": self.lr,
+                "train_seconds": 0.0,
+                "n_train": len(train),
+            }
             history.append(row)
             with metrics.open("a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from snnframe.engine.neuron import SpikingNeuron
 from snnframe.contracts import DatasetInfo, DataSettings, Experiment
+from snnframe.engine.neuron import SpikingNeuron
 
 FEATURES, CLASSES = 8, 3
 
@@ -154,8 +154,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_experiment(run_dir: Path, *, seed: int = 0, resume: bool = False, model=ToySNN, batch_size: int = 16,
-                    steps: int = 6, is_main: bool = True, dataset=None, num_workers: int = 0) -> Experiment:
+def make_experiment(
+    run_dir: Path,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    model=ToySNN,
+    batch_size: int = 16,
+    steps: int = 6,
+    is_main: bool = True,
+    dataset=None,
+    num_workers: int = 0,
+) -> Experiment:
     """An Experiment as the core builds it; ``model`` is called after seeding."""
     seed_everything(seed)
     run_dir.mkdir(parents=True, exist_ok=True)

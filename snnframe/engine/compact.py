@@ -38,8 +38,15 @@ class _CompactConv2d(torch.autograd.Function):
         w = weight.to(dtype)
         b = bias.to(dtype) if bias is not None else None
         with torch.autocast(x.device.type, enabled=False):
-            out = F.conv2d(x.to(dtype).contiguous(memory_format=layout), w, b,
-                           conv.stride, conv.padding, conv.dilation, conv.groups)
+            out = F.conv2d(
+                x.to(dtype).contiguous(memory_format=layout),
+                w,
+                b,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.groups,
+            )
         ctx.save_for_backward(x.to(torch.uint8) if binary else x, w)
         ctx.conv, ctx.dtype, ctx.layout, ctx.has_bias = conv, dtype, layout, bias is not None
         return out
@@ -51,7 +58,16 @@ class _CompactConv2d(torch.autograd.Function):
         x = x.to(ctx.dtype).contiguous(memory_format=ctx.layout)
         grad = grad.to(ctx.dtype)
         gx, gw, _ = torch.ops.aten.convolution_backward(
-            grad, x, w, None, conv.stride, conv.padding, conv.dilation, False, [0, 0], conv.groups,
+            grad,
+            x,
+            w,
+            None,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            False,
+            [0, 0],
+            conv.groups,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False],
         )
         gb = None

@@ -56,8 +56,13 @@ class SpikingSequential(nn.Sequential):
             and run event-driven convolutions on sparse input (:mod:`sparse_conv`).
     """
 
-    def __init__(self, *layers: nn.Module, neurons: Iterable[int] | None = None, fold_chunk: int | None = None,
-                 compact_saves: bool = True):
+    def __init__(
+        self,
+        *layers: nn.Module,
+        neurons: Iterable[int] | None = None,
+        fold_chunk: int | None = None,
+        compact_saves: bool = True,
+    ):
         for i, layer in enumerate(layers):
             if not isinstance(layer, nn.Module):
                 raise ValueError(f"layer {i} is a {type(layer).__name__}, not a torch.nn.Module")
@@ -127,8 +132,13 @@ def has_intermediate(layers: list[nn.Module]) -> bool:
 _UNDECIDED = -1
 
 
-def run_layers(layers: list[nn.Module], x: torch.Tensor, binary: bool = False, save_compact: bool = True,
-               first_pool: int | None = _UNDECIDED):
+def run_layers(
+    layers: list[nn.Module],
+    x: torch.Tensor,
+    binary: bool = False,
+    save_compact: bool = True,
+    first_pool: int | None = _UNDECIDED,
+):
     """Apply stateless ``layers`` to a batch (``binary``: ``x`` holds 0/1 spikes).
 
     Convolutions compute on channels-last activations; with ``save_compact``, layers save
@@ -154,4 +164,3 @@ def run_layers(layers: list[nn.Module], x: torch.Tensor, binary: bool = False, s
         binary = binary and compact.keeps_binary(layer)
         i += 1
     return x
-

@@ -21,7 +21,6 @@ from snnframe.engine import compact, kernels
 MAX_DENSITY = 0.05  # above this the dense (oneDNN) convolution is faster
 
 
-
 def _numba():
     return kernels.load("conv_pool_numba")
 
@@ -41,7 +40,11 @@ def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> int | None:
     if conv.padding_mode != "zeros" or conv.kernel_size[0] != conv.kernel_size[1]:
         return None
     p = compact.compact_pool_size(pool)
-    if p is None or (x.shape[-1] - conv.kernel_size[0] + 1) // p < 1 or (x.shape[-2] - conv.kernel_size[0] + 1) // p < 1:
+    if (
+        p is None
+        or (x.shape[-1] - conv.kernel_size[0] + 1) // p < 1
+        or (x.shape[-2] - conv.kernel_size[0] + 1) // p < 1
+    ):
         return None
     if _numba() is None or torch.count_nonzero(x) > MAX_DENSITY * x.numel():
         return None
@@ -71,8 +74,15 @@ class _SparseConvPool(torch.autograd.Function):
         patches = weight.detach().permute(1, 2, 3, 0).contiguous()  # [C, K, K, O]
         kernels.set_threads()
         chunks = max(1, min(n, 8 * torch.get_num_threads()))
-        _numba().conv_pool_forward(x.detach().numpy(), patches.numpy(), bias.detach().contiguous().numpy(), p,
-                                   _nhwc(out), _nhwc(offsets), chunks)
+        _numba().conv_pool_forward(
+            x.detach().numpy(),
+            patches.numpy(),
+            bias.detach().contiguous().numpy(),
+            p,
+            _nhwc(out),
+            _nhwc(offsets),
+            chunks,
+        )
         ctx.save_for_backward(x, offsets)
         ctx.p, ctx.k = p, k
         return out
@@ -88,8 +98,9 @@ class _SparseConvPool(torch.autograd.Function):
             partial = torch.empty((chunks, x.shape[1], ctx.k, ctx.k, o), dtype=grad.dtype)
             partial_bias = torch.empty((chunks if ctx.needs_input_grad[2] else 0, ow, o), dtype=grad.dtype)
             kernels.set_threads()
-            _numba().conv_pool_weight_grad(x.detach().numpy(), _nhwc(offsets), _nhwc(grad), ctx.k, ctx.p,
-                                           partial.numpy(), partial_bias.numpy())
+            _numba().conv_pool_weight_grad(
+                x.detach().numpy(), _nhwc(offsets), _nhwc(grad), ctx.k, ctx.p, partial.numpy(), partial_bias.numpy()
+            )
             grad_weight = partial.sum(0).permute(3, 0, 1, 2)
             if ctx.needs_input_grad[2]:
                 grad_bias = partial_bias.sum((0, 1))

@@ -6,7 +6,8 @@ Each step adds what it finds to a shared :class:`~snnframe.recipe.schema.Problem
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -83,8 +84,9 @@ class Components:
     visualizers: list[tuple[str, Any]]
 
 
-def construct(recipe: Recipe, factories: dict[str, Callable[..., Any]], problems: Problems,
-              plugins: Plugins | None = None) -> Components:
+def construct(
+    recipe: Recipe, factories: dict[str, Callable[..., Any]], problems: Problems, plugins: Plugins | None = None
+) -> Components:
     """Call the factory of every table without problems, injecting what each kind receives.
 
     A ``ValueError`` (or ``DataError``) a factory raises is reported against its table; a
@@ -110,8 +112,9 @@ def construct(recipe: Recipe, factories: dict[str, Callable[..., Any]], problems
         if encoder.modality != info.modality:
             problems.add("encoder", _modality_mismatch(recipe, encoder, info, plugins))
         elif neuron is not None:
-            model = make("model", input_shape=tuple(encoder.input_shape(info)), num_classes=info.num_classes,
-                         neuron=neuron)
+            model = make(
+                "model", input_shape=tuple(encoder.input_shape(info)), num_classes=info.num_classes, neuron=neuron
+            )
     loss = make("train.loss")
     t = recipe.train
     trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss) if loss is not None else None

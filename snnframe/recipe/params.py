@@ -13,8 +13,9 @@ import inspect
 import json
 import types
 import typing
+from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 from snnframe.errors import did_you_mean
 
@@ -91,9 +92,7 @@ def _describe(annotation: Any) -> str:
 
 
 def _plural(annotation: Any) -> str:
-    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(
-        annotation, _describe(annotation)
-    )
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(annotation, _describe(annotation))
 
 
 def factory_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:

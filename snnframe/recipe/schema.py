@@ -16,8 +16,9 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import attrs
 
@@ -151,7 +152,7 @@ class Recipe:
         if not kind.many:
             return [kind.path] if kind.path in self.tables else []
         prefix = kind.base + ("[" if kind.path.endswith("[]") else ".")
-        return [p for p in self.tables if p.startswith(prefix) and _is_item(p[len(prefix):], kind)]
+        return [p for p in self.tables if p.startswith(prefix) and _is_item(p[len(prefix) :], kind)]
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as TOML data: core keys, then plugin keys, then sub-tables."""
@@ -167,7 +168,7 @@ class Recipe:
             if kind.path.endswith("[]"):
                 parent.setdefault(name, []).append(content)
             elif kind.many:
-                parent.setdefault(name, {})[path[len(kind.base) + 1:]] = content
+                parent.setdefault(name, {})[path[len(kind.base) + 1 :]] = content
             else:
                 parent[name] = content
         return out
@@ -193,14 +194,17 @@ def parse(data: dict[str, Any], source: str | None = None, default_name: str | N
     return recipe
 
 
-def check_core(data: dict[str, Any], source: str | None = None,
-               default_name: str | None = None) -> tuple[Recipe, Problems]:
+def check_core(
+    data: dict[str, Any], source: str | None = None, default_name: str | None = None
+) -> tuple[Recipe, Problems]:
     """The recipe and the problems of its core keys; tables with problems are left out where unusable."""
     problems = Problems()
     known = ["experiment"] + list(dict.fromkeys(k.base.split(".")[0] for k in KINDS))
     for name in data:
         if name not in known:
-            problems.add(name, f"[{name}]: unknown section{did_you_mean(name, known)}; sections are: {', '.join(known)}")
+            problems.add(
+                name, f"[{name}]: unknown section{did_you_mean(name, known)}; sections are: {', '.join(known)}"
+            )
     experiment_table = data.get("experiment", {})
     if isinstance(experiment_table, dict) and default_name and "name" not in experiment_table:
         experiment_table = {**experiment_table, "name": default_name}
@@ -215,9 +219,14 @@ def check_core(data: dict[str, Any], source: str | None = None,
         for path, table in _tables_of(kind, parent.get(name), problems):
             if table is None:
                 continue
-            component = _structure(SECTION_CLASSES.get(path, Component), table, path, problems,
-                                   sub_tables={k.base.rpartition(".")[2] for k in _children(path)},
-                                   kind_required=not kind.has_default)
+            component = _structure(
+                SECTION_CLASSES.get(path, Component),
+                table,
+                path,
+                problems,
+                sub_tables={k.base.rpartition(".")[2] for k in _children(path)},
+                kind_required=not kind.has_default,
+            )
             if component is not None:
                 tables[path] = component
                 raw[path] = table
@@ -255,8 +264,9 @@ def _table_or_report(value: Any, path: str, problems: Problems) -> dict[str, Any
     return None
 
 
-def _structure(cls: type, table: Any, path: str, problems: Problems, sub_tables: set[str] = frozenset(),
-               kind_required: bool = True) -> Any:
+def _structure(
+    cls: type, table: Any, path: str, problems: Problems, sub_tables: set[str] = frozenset(), kind_required: bool = True
+) -> Any:
     """``cls`` from a TOML table; a required key that is missing is reported and left ``None``."""
     if not isinstance(table, dict):
         problems.add(path, f"{path}: expected a table, got {show(table)}")
@@ -283,5 +293,7 @@ def _structure(cls: type, table: Any, path: str, problems: Problems, sub_tables:
     else:
         for k in table:
             if k not in fields:
-                problems.add(path, f"{path}.{k}: unknown key{did_you_mean(k, fields)}; keys are: {', '.join(sorted(fields))}")
+                problems.add(
+                    path, f"{path}.{k}: unknown key{did_you_mean(k, fields)}; keys are: {', '.join(sorted(fields))}"
+                )
     return cls(**kwargs)

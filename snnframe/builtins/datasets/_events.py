@@ -13,8 +13,9 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tonic import DiskCachedDataset
@@ -94,8 +95,10 @@ def framed_splits(
             from snnframe.errors import RecipeError
 
             raise RecipeError(
-                ["data.augment: rotation needs framed samples, but the encoder passes raw events on; "
-                 "use the frames encoder or set data.augment = false"]
+                [
+                    "data.augment: rotation needs framed samples, but the encoder passes raw events on; "
+                    "use the frames encoder or set data.augment = false"
+                ]
             )
         return train, test
     if cache_dir is not None and " at 0x" in repr(transform):

@@ -14,9 +14,7 @@ import numpy as np
 
 from snnframe.contracts import DatasetInfo
 
-DIGIT_CLASSES = tuple(
-    f"{i} - {w}" for i, w in enumerate("zero one two three four five six seven eight nine".split())
-)
+DIGIT_CLASSES = tuple(f"{i} - {w}" for i, w in enumerate("zero one two three four five six seven eight nine".split()))
 
 
 @lru_cache(maxsize=1)

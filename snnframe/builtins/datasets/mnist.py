@@ -44,7 +44,9 @@ class MNIST:
         self._ensure_files()
         to_sample = Compose([ToTensor(), transform]) if transform is not None else ToTensor()
         cls = getattr(datasets, self.folder)
-        return cls(str(self.root), train=True, transform=to_sample), cls(str(self.root), train=False, transform=to_sample)
+        return cls(str(self.root), train=True, transform=to_sample), cls(
+            str(self.root), train=False, transform=to_sample
+        )
 
     def _missing(self) -> list[str]:
         return [name for name in RAW_FILES if not (self.raw_folder / name).is_file()]
@@ -90,5 +92,16 @@ class FashionMNIST(MNIST):
         modality="image",
         shape=(1, 28, 28),
         num_classes=10,
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     )

@@ -110,7 +110,8 @@ class NDigits:
         store = load_or_generate(self.root / "NDIGITS" / name, self.seed, camera)
         train_idx, test_idx = split_indices(store["labels"])
         train, test = (
-            Recordings(store, idx, transform, self.first_saccade_only, camera.saccade_us) for idx in (train_idx, test_idx)
+            Recordings(store, idx, transform, self.first_saccade_only, camera.saccade_us)
+            for idx in (train_idx, test_idx)
         )
         key = {"dataset": "ndigits", "recordings": name, "first_saccade_only": self.first_saccade_only}
         cache_dir = default_cache_dir(self.root, "ndigits", self.cache, self.cache_dir)

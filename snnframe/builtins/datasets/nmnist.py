@@ -74,7 +74,10 @@ class NMNIST:
         from snnframe.builtins.datasets._tonic_nmnist import NMNIST as ExtractedNMNIST
 
         options = dict(
-            save_to=str(self.root), train=split == "train", first_saccade_only=self.first_saccade_only, transform=transform
+            save_to=str(self.root),
+            train=split == "train",
+            first_saccade_only=self.first_saccade_only,
+            transform=transform,
         )
         files = _bin_files(self.location / FOLDERS[split])
         if not self.require_archives:

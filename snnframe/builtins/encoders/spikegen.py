@@ -7,7 +7,6 @@ the core seeds from ``experiment.seed``.
 
 from __future__ import annotations
 
-
 from snnframe.builtins.encoders.static import ImageEncoder, check_num_steps
 
 

@@ -67,4 +67,3 @@ def mse_count(*, correct_rate: float = 1.0, incorrect_rate: float = 0.0) -> MSEC
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
     return MSECount(correct_rate, incorrect_rate)
-

@@ -54,4 +54,3 @@ def csnn(
     neurons.append(len(layers))
     layers.append(neuron())
     return SpikingSequential(*layers, neurons=neurons)
-

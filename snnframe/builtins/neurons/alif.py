@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from snnframe.builtins.neurons.leaky import lif_adjoint, lif_beta_grad, lif_threshold_grad
+from snnframe.engine.buffers import step_buffer
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
@@ -33,8 +35,6 @@ from snnframe.engine.neuron import (
     needs_grad,
     scalar,
 )
-from snnframe.builtins.neurons.leaky import lif_adjoint, lif_beta_grad, lif_threshold_grad
-from snnframe.engine.buffers import step_buffer
 from snnframe.engine.surrogate import Surrogate
 
 
@@ -79,9 +79,11 @@ class ALIF(SpikingNeuron):
         scalar(self, "threshold", check_positive("threshold", threshold), learn_threshold)
 
     def extra_repr(self) -> str:
-        return (f"beta={self.beta.item():g}, threshold={self.threshold.item():g}, beta_a={self.beta_a:g}, "
-                f"adapt_decay={self.adapt_decay:g}, reset_mechanism={self.reset_mechanism!r}, "
-                f"surrogate={self.surrogate!r}")
+        return (
+            f"beta={self.beta.item():g}, threshold={self.threshold.item():g}, beta_a={self.beta_a:g}, "
+            f"adapt_decay={self.adapt_decay:g}, reset_mechanism={self.reset_mechanism!r}, "
+            f"surrogate={self.surrogate!r}"
+        )
 
     def simulate(self, x, return_mem):
         beta = self.beta.clamp(0, 1).to(x.dtype)

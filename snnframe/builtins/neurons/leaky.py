@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from snnframe.engine.buffers import step_buffer
 from snnframe.engine.kernels import lif as lif_kernels
 from snnframe.engine.neuron import (
     ResetMechanism,
@@ -36,7 +37,6 @@ from snnframe.engine.neuron import (
     needs_grad,
     scalar,
 )
-from snnframe.engine.buffers import step_buffer
 from snnframe.engine.surrogate import Surrogate
 
 
@@ -73,8 +73,10 @@ class Leaky(SpikingNeuron):
         scalar(self, "threshold", check_positive("threshold", threshold), learn_threshold)
 
     def extra_repr(self) -> str:
-        return (f"beta={self.beta.item():g}, threshold={self.threshold.item():g}, "
-                f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}")
+        return (
+            f"beta={self.beta.item():g}, threshold={self.threshold.item():g}, "
+            f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}"
+        )
 
     def simulate(self, x, return_mem):
         beta = self.beta.clamp(0, 1).to(x.dtype)

@@ -33,8 +33,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from snnframe.engine.neuron import SpikingNeuron, check_positive, check_reset, check_surrogate, needs_grad
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.neuron import SpikingNeuron, check_positive, check_reset, check_surrogate, needs_grad
 from snnframe.engine.surrogate import Surrogate
 
 
@@ -77,9 +77,11 @@ class PLIF(SpikingNeuron):
         self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
 
     def extra_repr(self) -> str:
-        return (f"tau={1 / torch.sigmoid(self.w).item():g}, threshold={self.threshold:g}, "
-                f"reset_mechanism={self.reset_mechanism!r}, decay_input={self.decay_input}, "
-                f"detach_reset={self.detach_reset}, surrogate={self.surrogate!r}")
+        return (
+            f"tau={1 / torch.sigmoid(self.w).item():g}, threshold={self.threshold:g}, "
+            f"reset_mechanism={self.reset_mechanism!r}, decay_input={self.decay_input}, "
+            f"detach_reset={self.detach_reset}, surrogate={self.surrogate!r}"
+        )
 
     def simulate(self, x, return_mem):
         k = torch.sigmoid(self.w).to(x.dtype)

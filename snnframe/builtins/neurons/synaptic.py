@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from snnframe.builtins.neurons.leaky import lif_threshold_grad
+from snnframe.engine.buffers import step_buffer
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
@@ -32,8 +34,6 @@ from snnframe.engine.neuron import (
     needs_grad,
     scalar,
 )
-from snnframe.builtins.neurons.leaky import lif_threshold_grad
-from snnframe.engine.buffers import step_buffer
 from snnframe.engine.surrogate import Surrogate
 
 
@@ -74,8 +74,10 @@ class Synaptic(SpikingNeuron):
         scalar(self, "threshold", check_positive("threshold", threshold), learn_threshold)
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha.item():g}, beta={self.beta.item():g}, threshold={self.threshold.item():g}, "
-                f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}")
+        return (
+            f"alpha={self.alpha.item():g}, beta={self.beta.item():g}, threshold={self.threshold.item():g}, "
+            f"reset_mechanism={self.reset_mechanism!r}, surrogate={self.surrogate!r}"
+        )
 
     def simulate(self, x, return_mem):
         alpha = self.alpha.clamp(0, 1).to(x.dtype)

@@ -10,7 +10,8 @@ random streams), :mod:`.checkpoint` (files), :mod:`.loaders`, :mod:`.distributed
 :mod:`.optim`, :mod:`.progress`.
 """
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from snnframe.builtins.training.distributed import DEVICE_PATTERN, DistContext, resolve_device
 from snnframe.builtins.training.session import Session

@@ -7,7 +7,8 @@ the process group (gloo on CPU, nccl on CUDA) and shards the data.
 
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -30,7 +31,7 @@ def resolve_device(request: str, local_rank: int | None = None) -> torch.device:
     if not torch.cuda.is_available():
         raise DeviceUnavailable(
             f"train.device = {request!r} but this PyTorch build or machine has no CUDA device; "
-            "use train.device = \"auto\" or \"cpu\""
+            'use train.device = "auto" or "cpu"'
         )
     if local_rank is not None:
         index = local_rank

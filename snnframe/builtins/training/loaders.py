@@ -11,8 +11,9 @@ from snnframe.builtins.training.errors import TrainingError
 from snnframe.contracts import Experiment
 
 
-def build_loaders(experiment: Experiment, dist: DistContext, device: torch.device,
-                  generator: torch.Generator) -> tuple[DataLoader, DataLoader, Any]:
+def build_loaders(
+    experiment: Experiment, dist: DistContext, device: torch.device, generator: torch.Generator
+) -> tuple[DataLoader, DataLoader, Any]:
     """``(train loader, test loader, train sampler)``.
 
     ``generator`` shuffles a single process's training data and seeds the loader's workers

@@ -116,7 +116,9 @@ def start_random_streams(session: Session, start: int, saved: list[dict[str, Any
         session.log.warning(
             "%s holds the random states of %d process(es) but %d train now: processes without one start "
             "new streams, so the run will not repeat an uninterrupted one",
-            last, len(saved), dist.world_size,
+            last,
+            len(saved),
+            dist.world_size,
         )
     if saved is None or dist.rank >= len(saved):
         if dist.active or saved is not None:

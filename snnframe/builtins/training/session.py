@@ -182,8 +182,11 @@ class Session:
                 self.scaler.update()
                 count = targets.shape[0]
                 totals += torch.stack(
-                    [loss.detach().double() * count, correct_count(spikes.detach(), targets).double(),
-                     torch.tensor(float(count), dtype=torch.float64, device=self.device)]
+                    [
+                        loss.detach().double() * count,
+                        correct_count(spikes.detach(), targets).double(),
+                        torch.tensor(float(count), dtype=torch.float64, device=self.device),
+                    ]
                 )
                 wants_log = bool(t.log_every) and index % t.log_every == 0
                 if show or wants_log:
@@ -192,7 +195,11 @@ class Session:
                     bar.update(1)
                 if wants_log:
                     self.log.info(
-                        "epoch %d batch %d/%d  loss %.4f acc %s", epoch, index, batches, running_loss,
+                        "epoch %d batch %d/%d  loss %.4f acc %s",
+                        epoch,
+                        index,
+                        batches,
+                        running_loss,
                         percent(running_acc),
                     )
         self.dist.sum_(totals)
@@ -212,7 +219,7 @@ class Session:
         )
         raise TrainingDiverged(
             f"the loss became {loss.item()} at epoch {epoch}, batch {index}; {kept}. "
-            "Lower train.lr, set train.grad_clip, or use precision = \"fp32\"."
+            'Lower train.lr, set train.grad_clip, or use precision = "fp32".'
         )
 
     def _evaluate(self) -> tuple[float | None, float | None]:
@@ -227,8 +234,11 @@ class Session:
                 loss = self.t.loss(spikes.float(), targets)
                 count = targets.shape[0]
                 totals += torch.stack(
-                    [loss.double() * count, correct_count(spikes, targets).double(),
-                     torch.tensor(float(count), dtype=torch.float64, device=self.device)]
+                    [
+                        loss.double() * count,
+                        correct_count(spikes, targets).double(),
+                        torch.tensor(float(count), dtype=torch.float64, device=self.device),
+                    ]
                 )
         self.dist.sum_(totals)
         loss_sum, correct, count = totals.tolist()

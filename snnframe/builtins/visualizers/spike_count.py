@@ -24,8 +24,9 @@ BAR = "#007ACC"
 class SpikeCountGif:
     """``spike_count_<i>_target<label>.gif`` for the first ``samples`` test inputs."""
 
-    def __init__(self, *, samples: int = 5, max_frames: int = 25, fps: int = 10, hold_seconds: float = 1.0,
-                 dpi: int = 80):
+    def __init__(
+        self, *, samples: int = 5, max_frames: int = 25, fps: int = 10, hold_seconds: float = 1.0, dpi: int = 80
+    ):
         if samples < 1:
             raise ValueError(f"samples must be at least 1, got {samples}")
         if max_frames < 2:
@@ -37,7 +38,11 @@ class SpikeCountGif:
         if dpi < 10:
             raise ValueError(f"dpi must be at least 10, got {dpi}")
         self.samples, self.max_frames, self.fps, self.hold_seconds, self.dpi = (
-            samples, max_frames, fps, hold_seconds, dpi
+            samples,
+            max_frames,
+            fps,
+            hold_seconds,
+            dpi,
         )
 
     def __call__(self, ctx: VisualContext) -> list[Path]:
