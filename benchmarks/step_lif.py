@@ -9,7 +9,7 @@ from snnframe.engine import StepNeuron, check_unit_interval
 
 
 class StepLIF(StepNeuron):
-    """``U_t = β U_{t-1} + X_t`` per step; the engine adds firing, reset, surrogate and backward."""
+    """U_t = β U_{t-1} + X_t per step; the engine adds firing, reset, surrogate and backward."""
 
     def __init__(self, *, beta: float = 0.5, **options):
         super().__init__(**options)  # threshold, reset_mechanism, surrogate, learn_threshold
