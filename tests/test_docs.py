@@ -82,8 +82,9 @@ def test_the_plugin_guides_examples_run(tmp_path):
             return x.unsqueeze(0).expand(4, *x.shape)
 
     test_set = [(torch.rand(1, 8, 8), i % 10) for i in range(6)]
-    ctx = VisualContext(tmp_path, net.eval(), Repeat(), test_set, [], torch.device("cpu"),
-                        DatasetInfo("image", (1, 8, 8), 10))
+    ctx = VisualContext(
+        tmp_path, net.eval(), Repeat(), test_set, [], torch.device("cpu"), DatasetInfo("image", (1, 8, 8), 10)
+    )
     (path,) = namespace["FiringRates"](samples=4)(ctx)
     lines = path.read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["2", "4"]  # the two neurons, by module name
