@@ -149,6 +149,16 @@ def test_the_input_is_kept_only_when_the_backward_needs_it():
     assert ScaledInput().double().backward_needs_input(x)  # tanh(x) and gain * tanh(x) keep x
 
 
+def test_a_charge_that_couples_neurons_is_refused():
+    class Coupled(StepNeuron):
+        def charge(self, x, mem):
+            return 0.5 * mem + x + 0.1 * mem.sum(-1, keepdim=True)
+
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="Coupled.charge must act elementwise"):
+        Coupled()(x)
+
+
 def test_no_grad_and_time_expanded_input():
     neuron = StepLIF(beta=0.5)
     image = torch.rand(4, 10) * 2

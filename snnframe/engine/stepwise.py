@@ -182,63 +182,44 @@ class _StepFunction(torch.autograd.Function):
         params = [p for p in neuron.parameters() if p.requires_grad]
         mem = states[-1]
         threshold = neuron.threshold.to(mem.dtype)
-        scale = neuron.surrogate_scale
         subtract = neuron.reset_mechanism == "subtract" and type(neuron).reset is StepNeuron.reset
         want_threshold = neuron.threshold.requires_grad
-        direct_mem = [g for g in (grad_states[-1],) if g is not None]  # ∂L/∂U_t from return_mem
-        others = [(i, g) for i, g in enumerate(grad_states[:-1]) if g is not None]
         grad_x = step_buffer(mem) if ctx.needs_input_grad[3] else None
         grad_params: list[torch.Tensor | None] = [None] * len(params)
         grad_threshold = mem.new_zeros(())
-        zero_input = mem.new_zeros(()).expand(mem.shape[1:])
-        carry: list[torch.Tensor | None] = [None] * n_states
-        for t in range(steps - 1, -1, -1):
-            # the cotangent of each state variable at step t: from step t+1, from outputs, from the spike
-            cotangents = carry
-            for i, grad in others:
-                cotangents[i] = grad[t] if cotangents[i] is None else cotangents[i] + grad[t]
-            g_mem = cotangents[-1]
-            if grad_spikes is not None:
-                d = mem[t] - threshold
-                if scale != 1.0:
-                    d = d * scale
-                from_spike = grad_spikes[t] * neuron.surrogate.derivative(d)
-                if scale != 1.0:
-                    from_spike = from_spike * scale
-                if want_threshold:
-                    grad_threshold -= from_spike.sum()
-                g_mem = from_spike if g_mem is None else g_mem + from_spike
-            if direct_mem:
-                g_mem = direct_mem[0][t] if g_mem is None else g_mem + direct_mem[0][t]
-            cotangents[-1] = g_mem
-            if all(c is None for c in cotangents):
-                if grad_x is not None:
-                    grad_x[t].zero_()
-                continue
-            if want_threshold and subtract and t > 0:
-                grad_threshold -= (g_mem * (mem[t - 1] > threshold)).sum()
+        chunk = max(1, min(steps, CHUNK_ELEMENTS // max(1, mem[0].numel())))
+        carry: list[torch.Tensor | None] = [None] * n_states  # ∂L/∂s_{t0 - 1} from the chunk after it
+        for t1 in range(steps, 0, -chunk):
+            t0 = max(0, t1 - chunk)
+            own = _own_cotangents(neuron, mem, threshold, grad_spikes, grad_states, t0, t1)
+            if want_threshold and grad_spikes is not None:
+                grad_threshold -= own.spike_part_sum
             with torch.enable_grad():
-                if t > 0:
-                    previous = tuple(s[t - 1].detach().requires_grad_() for s in states)
-                    start = neuron.reset(previous, (mem[t - 1] > threshold).to(mem.dtype))
-                else:
-                    previous = ()
-                    start = tuple(s.detach() for s in neuron.initial_state(mem[0]))
-                x_t = (x[t] if x is not None else zero_input).detach().requires_grad_()
-                charged = as_state(neuron.charge(x_t, *start))
-            used = [(c, o) for c, o in zip(cotangents, charged) if c is not None and o.requires_grad]
-            inputs = [x_t, *previous, *params]
-            if used:
-                grads = torch.autograd.grad([o for _, o in used], inputs, [c for c, _ in used], allow_unused=True)
-            else:
-                grads = (None,) * len(inputs)
+                previous, start = _previous_states(neuron, states, threshold, t0, t1)
+                x_chunk = (x[t0:t1] if x is not None else mem.new_zeros(()).expand(mem[t0:t1].shape))
+                x_chunk = x_chunk.detach().requires_grad_()
+                charged = as_state(neuron.charge(x_chunk, *start))
+            jacobian = _diagonal_jacobian(charged, previous)
+            cotangents = _scan(own.values, jacobian, carry)  # [K, ...] per state variable
+            carry = _pull_back(jacobian, [c[0] for c in cotangents], t0)
+            if want_threshold and subtract:
+                lo = max(t0, 1)
+                if lo < t1:
+                    fired = mem[lo - 1 : t1 - 1] > threshold
+                    grad_threshold -= (cotangents[-1][lo - t0 :] * fired).sum()
+            used = [(c, o) for c, o in zip(cotangents, charged) if o.requires_grad]
+            inputs = [x_chunk, *params]
+            grads = (
+                torch.autograd.grad([o for _, o in used], inputs, [c for c, _ in used], allow_unused=True)
+                if used
+                else (None,) * len(inputs)
+            )
             if grad_x is not None:
                 if grads[0] is None:
-                    grad_x[t].zero_()
+                    grad_x[t0:t1].zero_()
                 else:
-                    grad_x[t].copy_(grads[0])
-            carry = list(grads[1 : 1 + len(previous)]) + [None] * (n_states - len(previous))
-            for i, grad in enumerate(grads[1 + len(previous) :]):
+                    grad_x[t0:t1].copy_(grads[0])
+            for i, grad in enumerate(grads[1:]):
                 if grad is not None:
                     grad_params[i] = grad if grad_params[i] is None else grad_params[i] + grad
         for i, p in enumerate(params):
@@ -247,22 +228,133 @@ class _StepFunction(torch.autograd.Function):
         return (None, None, None, grad_x, *grad_params)
 
 
+# Steps of the backward pass handled together: a chunk's temporaries hold about this many
+# elements each, so they stay in cache and a few operations cover many steps.
+CHUNK_ELEMENTS = 1 << 20
+
+
+class _Own:
+    """The cotangents a chunk's states receive directly (not through the next step)."""
+
+    def __init__(self, values, spike_part_sum):
+        self.values, self.spike_part_sum = values, spike_part_sum
+
+
+def _own_cotangents(neuron, mem, threshold, grad_spikes, grad_states, t0, t1) -> _Own:
+    """∂L/∂s_t from the spikes (surrogate), and from the states' own outputs, for t in [t0, t1)."""
+    values = [None if g is None else g[t0:t1] for g in grad_states]
+    spike_sum = None
+    if grad_spikes is not None:
+        scale = neuron.surrogate_scale
+        d = mem[t0:t1] - threshold
+        if scale != 1.0:
+            d = d * scale
+        from_spike = grad_spikes[t0:t1] * neuron.surrogate.derivative(d)
+        if scale != 1.0:
+            from_spike = from_spike * scale
+        if neuron.threshold.requires_grad:
+            spike_sum = from_spike.sum()
+        values[-1] = from_spike if values[-1] is None else values[-1] + from_spike
+    return _Own(values, spike_sum)
+
+
+def _previous_states(neuron, states, threshold, t0, t1):
+    """Leaves ``s_{t-1}`` for t in [t0, t1) (the initial state for t = 0), and them after the reset."""
+    if t0 > 0:
+        raw = [s[t0 - 1 : t1 - 1] for s in states]
+        spiked = (states[-1][t0 - 1 : t1 - 1] > threshold).to(states[-1].dtype)
+    else:
+        first = neuron.initial_state(states[-1][0])
+        raw = [torch.cat([f.unsqueeze(0), s[: t1 - 1]]) for f, s in zip(first, states)]
+        spiked = torch.cat([torch.zeros_like(states[-1][:1]), (states[-1][: t1 - 1] > threshold).to(states[-1].dtype)])
+    previous = tuple(r.detach().requires_grad_() for r in raw)
+    return previous, neuron.reset(previous, spiked)
+
+
+def _diagonal_jacobian(charged, previous):
+    """``J[j][i] = ∂s_j/∂s'_i`` per element and step (``charge`` acts elementwise), ``None`` where zero."""
+    jacobian = []
+    for j, out in enumerate(charged):
+        if not out.requires_grad:
+            jacobian.append([None] * len(previous))
+            continue
+        grads = torch.autograd.grad(out, previous, torch.ones_like(out), retain_graph=True, allow_unused=True)
+        jacobian.append([None if g is None else g.detach() for g in grads])
+    return jacobian
+
+
+def _scan(own, jacobian, carry):
+    """``G_t = own_t + J_{t+1}ᵀ G_{t+1}`` backwards through one chunk; ``carry`` is the last step's inflow."""
+    n_states = len(own)
+    steps = next(v.shape[0] for v in [*own, *[j for row in jacobian for j in row]] if v is not None)
+    like = next(v for v in [*own, *[j for row in jacobian for j in row]] if v is not None)
+    out = [torch.empty_like(like) for _ in range(n_states)]
+    inflow = carry
+    for k in range(steps - 1, -1, -1):
+        for i in range(n_states):
+            value = own[i][k] if own[i] is not None else None
+            if inflow[i] is not None:
+                value = inflow[i] if value is None else value + inflow[i]
+            if value is None:
+                out[i][k].zero_()
+            else:
+                out[i][k].copy_(value)
+        if k > 0:
+            inflow = _pull_back(jacobian, [o[k] for o in out], k, local=True)
+    return out
+
+
+def _pull_back(jacobian, cotangents, k, local=False):
+    """``Σ_j J[j][i] G_j`` at chunk-local step ``k`` (``local``) or at the chunk's first step."""
+    at = k if local else 0
+    result = []
+    for i in range(len(cotangents)):
+        total = None
+        for j, g in enumerate(cotangents):
+            factor = jacobian[j][i]
+            if factor is None:
+                continue
+            term = factor[at] * g
+            total = term if total is None else total + term
+        result.append(total)
+    return result
+
+
 def _saves_input(neuron: StepNeuron, x0: torch.Tensor) -> bool:
-    """Whether autograd keeps anything that depends on ``x``'s value when differentiating ``charge``."""
+    """Whether autograd keeps anything that depends on ``x``'s value when differentiating ``charge``.
+
+    Also checks that ``charge`` acts elementwise, which the backward pass relies on.
+    """
     state = tuple(torch.randn_like(s) for s in neuron.initial_state(x0))
 
     def saved(value: float) -> list[torch.Tensor]:
         packed: list[torch.Tensor] = []
         x = torch.full_like(x0, value).requires_grad_()
         start = tuple(s.clone().requires_grad_() for s in state)
-        with (
-            torch.enable_grad(),
-            torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t.detach().clone()) or t, lambda t: t),
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
+            lambda t: packed.append(t.detach().clone()) or t, lambda t: t
         ):
-            neuron.charge(x, *start)
+            charged = as_state(neuron.charge(x, *start))
+        _check_elementwise(neuron, charged, (x, *start))
         return packed
 
     first, second = saved(0.375), saved(-1.25)
     if len(first) != len(second):
         return True
     return any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(first, second))
+
+
+def _check_elementwise(neuron: StepNeuron, charged: State, inputs: tuple[torch.Tensor, ...]) -> None:
+    """A random cotangent must pull back as the Jacobian's diagonal times it (no coupling between elements)."""
+    for out in charged:
+        if not out.requires_grad:
+            continue
+        weights = torch.rand_like(out) + 0.5
+        scaled = torch.autograd.grad(out, inputs, weights, retain_graph=True, allow_unused=True)
+        diagonal = torch.autograd.grad(out, inputs, torch.ones_like(out), retain_graph=True, allow_unused=True)
+        for a, b in zip(scaled, diagonal):
+            if (a is None) != (b is None) or (a is not None and not torch.allclose(a, b * weights, rtol=1e-4, atol=1e-6)):
+                raise ValueError(
+                    f"{type(neuron).__name__}.charge must act elementwise (each neuron's next state from its own "
+                    "input and state); a layer that couples neurons subclasses SpikingNeuron instead"
+                )
