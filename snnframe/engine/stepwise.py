@@ -196,7 +196,7 @@ class _StepFunction(torch.autograd.Function):
                 grad_threshold -= own.spike_part_sum
             with torch.enable_grad():
                 previous, start = _previous_states(neuron, states, threshold, t0, t1)
-                x_chunk = (x[t0:t1] if x is not None else mem.new_zeros(()).expand(mem[t0:t1].shape))
+                x_chunk = x[t0:t1] if x is not None else mem.new_zeros(()).expand(mem[t0:t1].shape)
                 x_chunk = x_chunk.detach().requires_grad_()
                 charged = as_state(neuron.charge(x_chunk, *start))
             jacobian = _diagonal_jacobian(charged, previous)
@@ -274,7 +274,7 @@ def _previous_states(neuron, states, threshold, t0, t1):
 def _diagonal_jacobian(charged, previous):
     """``J[j][i] = ∂s_j/∂s'_i`` per element and step (``charge`` acts elementwise), ``None`` where zero."""
     jacobian = []
-    for j, out in enumerate(charged):
+    for out in charged:
         if not out.requires_grad:
             jacobian.append([None] * len(previous))
             continue
@@ -331,8 +331,9 @@ def _saves_input(neuron: StepNeuron, x0: torch.Tensor) -> bool:
         packed: list[torch.Tensor] = []
         x = torch.full_like(x0, value).requires_grad_()
         start = tuple(s.clone().requires_grad_() for s in state)
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
-            lambda t: packed.append(t.detach().clone()) or t, lambda t: t
+        with (
+            torch.enable_grad(),
+            torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t.detach().clone()) or t, lambda t: t),
         ):
             charged = as_state(neuron.charge(x, *start))
         _check_elementwise(neuron, charged, (x, *start))
@@ -353,7 +354,8 @@ def _check_elementwise(neuron: StepNeuron, charged: State, inputs: tuple[torch.T
         scaled = torch.autograd.grad(out, inputs, weights, retain_graph=True, allow_unused=True)
         diagonal = torch.autograd.grad(out, inputs, torch.ones_like(out), retain_graph=True, allow_unused=True)
         for a, b in zip(scaled, diagonal):
-            if (a is None) != (b is None) or (a is not None and not torch.allclose(a, b * weights, rtol=1e-4, atol=1e-6)):
+            coupled = (a is None) != (b is None) or (a is not None and not torch.allclose(a, b * weights, rtol=1e-4))
+            if coupled:
                 raise ValueError(
                     f"{type(neuron).__name__}.charge must act elementwise (each neuron's next state from its own "
                     "input and state); a layer that couples neurons subclasses SpikingNeuron instead"
