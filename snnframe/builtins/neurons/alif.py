@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.leaky import lif_adjoint, lif_beta_grad, lif_threshold_grad
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.lif import lif_adjoint, lif_beta_grad, lif_threshold_grad
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.leaky import lif_threshold_grad
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.lif import lif_threshold_grad
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
