@@ -96,7 +96,7 @@ class StepNeuron(SpikingNeuron):
         if not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold}")
         scalar(self, "threshold", threshold, learn_threshold)
-        self._needs_input: dict[Any, bool] = {}  # probed properties of charge (see _probe)
+        self._probed: dict[Any, bool] = {}  # probed properties of charge (see _probe)
 
     # -- what a subclass writes ------------------------------------------------------------
 
@@ -172,9 +172,9 @@ class StepNeuron(SpikingNeuron):
     def _probe(self, what: str, x: torch.Tensor, probe) -> bool:
         """A property of :meth:`charge`, found once per input dtype/device and trainable-parameter set."""
         key = (what, x.dtype, x.device, tuple(p.requires_grad for p in self.parameters()))
-        if key not in self._needs_input:
-            self._needs_input[key] = probe(x[0, :1])
-        return self._needs_input[key]
+        if key not in self._probed:
+            self._probed[key] = probe(x[0, :1])
+        return self._probed[key]
 
 
 def as_state(value: torch.Tensor | State) -> State:
