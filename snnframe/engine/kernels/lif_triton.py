@@ -28,8 +28,6 @@ import torch
 import triton
 import triton.language as tl
 
-# Whether @triton.jit built interpreter functions (TRITON_INTERPRET=1 when this module was imported).
-INTERPRETED = bool(triton.knobs.runtime.interpret)
 TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
 NUM_WARPS = 4
 
@@ -77,6 +75,11 @@ def store(ptr, v, mask, BF16_RTNE: tl.constexpr):
         tl.store(ptr, _round_bf16(v.to(tl.float32)), mask=mask)
     else:
         tl.store(ptr, v.to(ptr.dtype.element_ty), mask=mask)
+
+
+# Whether @triton.jit built interpreter functions (TRITON_INTERPRET=1 when this module was imported):
+# then, and only then, the kernels take CPU tensors.
+INTERPRETED = type(store).__name__ == "InterpretedFunction"
 
 
 # ---- forward ------------------------------------------------------------------------------------
