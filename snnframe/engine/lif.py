@@ -33,11 +33,15 @@ from snnframe.engine.neuron import needs_grad
 def lif(x, beta, threshold, surrogate, reset: str, return_mem: bool = False):
     """Spikes and (``return_mem``, else ``None``) membrane of ``x [T, ...]``; ``beta``/``threshold`` 0-d.
 
-    One autograd function over all steps (numba kernels on CPU, the PyTorch loop elsewhere) that
-    keeps only the membrane for the backward pass. Used by the built-in ``leaky`` and by
-    :class:`~snnframe.engine.StepNeuron` for affine per-step updates.
+    One autograd function over all steps (Triton kernels on CUDA, numba kernels on CPU, the
+    PyTorch loop elsewhere) that keeps only the membrane for the backward pass. Used by the
+    built-in ``leaky`` and by :class:`~snnframe.engine.StepNeuron` for affine per-step updates.
+    ``x`` may be float16/bfloat16: the Triton kernels read it as it is, the other paths upcast it;
+    the state, spikes and membrane are float32 (float64 for float64 input).
     """
-    beta, threshold = beta.to(x.dtype), threshold.to(x.dtype)
+    x, _ = lif_kernels.kernel_input(x)
+    state = lif_kernels.state_dtype(x.dtype)
+    beta, threshold = beta.to(state), threshold.to(state)
     if needs_grad(x, beta, threshold):
         return LIFScan.apply(x, beta, threshold, surrogate, reset)
     with torch.no_grad():
@@ -46,14 +50,18 @@ def lif(x, beta, threshold, surrogate, reset: str, return_mem: bool = False):
 
 def leaky_forward(x, beta, threshold, reset, keep_mem):
     """Spikes ``[T, ...]`` and (``keep_mem``) the membrane ``[T, ...]`` for input ``x``."""
-    spikes = step_buffer(x)
-    mem = step_buffer(x) if keep_mem else None
+    state = lif_kernels.state_dtype(x.dtype)
+    spikes = step_buffer(x, dtype=state)
+    mem = step_buffer(x, dtype=state) if keep_mem else None
+    triton = lif_kernels.triton_kernels(x)
+    if triton is not None and lif_kernels.triton_forward(triton, x, beta, threshold, reset, spikes, mem):
+        return spikes, mem
     if lif_kernels.usable(x):
         lif_kernels.leaky_forward(x, float(beta), float(threshold), reset, spikes, mem)
         return spikes, mem
-    buffers = mem if keep_mem else step_buffer(x, steps=2)
+    buffers = mem if keep_mem else step_buffer(x, steps=2, dtype=state)
     neg_threshold = -threshold
-    for t in range(x.shape[0]):
+    for t in range(x.shape[0]):  # (float16/bfloat16 x only if Triton failed: the float32 buffers upcast it)
         u = buffers[t] if keep_mem else buffers[t % 2]
         if t == 0:
             u.copy_(x[0])
@@ -75,28 +83,83 @@ class LIFScan(torch.autograd.Function):
     def forward(ctx, x, beta, threshold, surrogate, reset):
         spikes, mem = leaky_forward(x, beta, threshold, reset, keep_mem=True)
         ctx.save_for_backward(mem, beta, threshold)
-        ctx.surrogate, ctx.reset = surrogate, reset
+        ctx.surrogate, ctx.reset, ctx.x_dtype = surrogate, reset, x.dtype
         ctx.set_materialize_grads(False)
         return spikes, mem
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_mem):
         mem, beta, threshold = ctx.saved_tensors
-        want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        if lif_kernels.usable(mem):
-            grad = step_buffer(mem)
-            surrogate_sum = lif_kernels.leaky_backward(
-                mem, grad_spikes, grad_mem, float(beta), float(threshold), ctx.reset, ctx.surrogate, grad
-            )
-            surrogate_sum = mem.new_tensor(surrogate_sum)
-        else:
-            grad, surrogate_sum = lif_adjoint(
-                grad_spikes, grad_mem, mem - threshold, beta, ctx.reset, ctx.surrogate, want_threshold
-            )
-        fired_before = mem[:-1] > threshold if (want_beta or want_threshold) else None  # r_t for t >= 1
-        grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
-        grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, ctx.reset) if want_threshold else None
+        grad, grad_beta, grad_threshold = lif_backward(
+            grad_spikes,
+            grad_mem,
+            mem,
+            None,
+            beta,
+            threshold,
+            ctx.reset,
+            ctx.surrogate,
+            want_beta=ctx.needs_input_grad[1],
+            want_threshold=ctx.needs_input_grad[2],
+            grad_dtype=ctx.x_dtype,
+        )
         return grad, grad_beta, grad_threshold, None, None
+
+
+def lif_backward(
+    grad_spikes,
+    grad_mem,
+    mem,
+    shifted,
+    beta,
+    threshold,
+    reset,
+    surrogate,
+    want_beta: bool,
+    want_threshold: bool,
+    grad_dtype: torch.dtype | None = None,
+):
+    r"""``(∂L/∂X, ∂L/∂β, ∂L/∂θ)`` of the LIF scan (``None`` for a parameter not wanted).
+
+    ``shifted`` is :math:`D = U - Θ` when the threshold the membrane was compared with varies
+    (``alif``: then ``mem`` is needed only for ``want_beta``); ``None`` means :math:`D = U - θ`.
+    Runs the Triton adjoint kernel on CUDA, the numba kernel on CPU (fixed threshold), else the
+    PyTorch adjoint. ``grad_dtype``: the input's dtype, which the Triton kernel writes directly.
+    """
+    ref = shifted if shifted is not None else mem
+    triton = lif_kernels.triton_kernels(ref)
+    if triton is not None:
+        out = lif_kernels.triton_backward(
+            triton,
+            mem,
+            shifted,
+            grad_spikes,
+            grad_mem,
+            beta,
+            threshold,
+            reset,
+            surrogate,
+            grad_dtype or ref.dtype,
+            want_beta,
+            want_threshold,
+        )
+        if out is not None:
+            return out
+    if shifted is None and lif_kernels.usable(mem):
+        grad = step_buffer(mem)
+        surrogate_sum = lif_kernels.leaky_backward(
+            mem, grad_spikes, grad_mem, float(beta), float(threshold), reset, surrogate, grad
+        )
+        surrogate_sum = mem.new_tensor(surrogate_sum)
+    else:
+        d = shifted if shifted is not None else mem - threshold
+        grad, surrogate_sum = lif_adjoint(grad_spikes, grad_mem, d, beta, reset, surrogate, want_threshold)
+    fired_before = None  # r_t for t >= 1
+    if want_beta or want_threshold:
+        fired_before = shifted[:-1] > 0 if shifted is not None else mem[:-1] > threshold
+    grad_beta = lif_beta_grad(grad, mem, fired_before, reset) if want_beta else None
+    grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, reset) if want_threshold else None
+    return grad, grad_beta, grad_threshold
 
 
 def lif_adjoint(grad_spikes, grad_mem, shifted, beta, reset, surrogate, want_surrogate_sum):

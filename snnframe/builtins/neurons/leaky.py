@@ -55,6 +55,8 @@ class Leaky(SpikingNeuron):
         learn_beta, learn_threshold: make :math:`β` / :math:`θ` trainable scalars.
     """
 
+    low_precision_input = True  # the engine's lif() reads float16/bfloat16 input on its Triton path
+
     def __init__(
         self,
         *,
