@@ -97,7 +97,7 @@ def make_cli(plugins: Plugins) -> click.Group:
         """Check RECIPE as `run` would (plugins, keys, values, run directory), without reading data or training."""
         from snnframe.run import prepare
 
-        prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins)
+        prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins, read_checkpoint_now=resume)
         if show:
             import tomli_w
 
