@@ -82,27 +82,44 @@ def temporary_path(path: Path, keep_suffix: bool = False) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+# errnos of a failed write (as opposed to, say, a bad gzip stream read inside the ``with`` body)
+_WRITE_ERRNOS = {
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "EFBIG", "ENAMETOOLONG")
+    if hasattr(errno, name)
+}
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
     """A temporary path to write (``savefig(tmp)``); on success it replaces ``path`` in one rename.
 
     The temporary name keeps ``path``'s suffix, so libraries that pick a format from it still
-    do. On failure it is removed and an ``OSError`` becomes a :class:`WriteError`.
+    do. On failure it is removed; a failed write (disk full, read-only, ...) becomes a :class:`WriteError`.
     """
     path = Path(path)
     tmp = temporary_path(path, keep_suffix=True)
     try:
         yield tmp
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if _is_write_failure(exc):
+            raise write_error(path, exc) from None
+        raise
+    try:
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
+    except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from None
-        raise
+        raise write_error(path, exc) from None
 
 
 @contextlib.contextmanager
@@ -113,7 +130,8 @@ def atomic_writer(
 
     ``mode`` is ``"wb"`` or ``"w"`` (text, ``encoding`` defaults to UTF-8). ``fsync`` flushes
     the data to the disk before the rename (for files that must survive a power cut). On failure
-    the temporary file is removed and an ``OSError`` becomes a :class:`WriteError`.
+    the temporary file is removed; a failed write (disk full, read-only, ...) becomes a
+    :class:`WriteError`, other errors of the ``with`` body pass through unchanged.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
@@ -122,8 +140,14 @@ def atomic_writer(
     if mode == "w" and encoding is None:
         encoding = "utf-8"
     try:
-        with open(tmp, mode, encoding=encoding) as f:
+        f = open(tmp, mode, encoding=encoding)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    body = True
+    try:
+        with f:
             yield f
+            body = False
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
@@ -131,7 +155,7 @@ def atomic_writer(
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and (not body or _is_write_failure(exc)):
             raise write_error(path, exc) from None
         raise
 
