@@ -5,6 +5,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,11 @@ class Session:
             test_loss, test_acc = self._evaluate()
             eval_seconds = time.perf_counter() - began
             if self.scheduler is not None:
-                self.scheduler.step()
+                with warnings.catch_warnings():  # a resumed epoch whose batches were all trained before
+                    warnings.filterwarnings(
+                        "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+                    )
+                    self.scheduler.step()
             row = finite(
                 {
                     "epoch": epoch,
