@@ -235,6 +235,12 @@ class _LogFile(logging.FileHandler):
 
     failed: str | None = None
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)  # opening the file (delayed to the first line) can fail too
+        except Exception:
+            self.handleError(record)
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         exc = sys.exc_info()[1]
         if self.failed is None:
