@@ -355,9 +355,10 @@ def _train(recipe: Recipe, parts: Components, experiment: Experiment, resume: bo
     run_dir = recipe.run_dir
     with _run_directory(recipe, resume) as created:
         with run_logging(run_dir, defer=resume) as start_log:
-            if resume:
-                experiment.on_begin(lambda: (_rewrite_recipe_if_changed(recipe, run_dir), start_log()))
+            if resume:  # nothing changes in the run directory before the trainer has read its checkpoint
+                experiment.on_begin(lambda: (_clean(run_dir), _rewrite_recipe_if_changed(recipe, run_dir), start_log()))
             else:
+                _clean(run_dir)
                 try:
                     write_recipe(recipe, run_dir)
                 except OSError as exc:
@@ -373,6 +374,11 @@ def _train(recipe: Recipe, parts: Components, experiment: Experiment, resume: bo
             if result.is_main and parts.visualizers:
                 visualize(parts.visualizers, experiment, result)
     return result
+
+
+def _clean(run_dir: Path) -> None:
+    """Remove the temporary files a killed run left (this process holds the lock: no other writes here)."""
+    remove_stale_temporaries(run_dir, run_dir / CHECKPOINT_DIR)
 
 
 def _rewrite_recipe_if_changed(recipe: Recipe, run_dir: Path) -> None:
@@ -406,7 +412,6 @@ def _run_directory(recipe: Recipe, resume: bool) -> Iterator[list[Path]]:
     try:
         lock.acquire()
         check_run_dir(recipe, resume, locked=True)  # again: another run may have written here since prepare()
-        remove_stale_temporaries(run_dir, run_dir / CHECKPOINT_DIR)  # only this process writes here now
         yield created
     finally:
         if created:  # a run that never started: remove what it put there (lock held), then the directory

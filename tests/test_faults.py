@@ -443,11 +443,16 @@ def test_the_advice_continues_the_run(trained, tmp_path, builtins, monkeypatch):
     run_dir = copy_of(trained, tmp_path, monkeypatch)
     (run_dir / "checkpoints" / "last.pt").unlink()
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+    left = [run_dir / "checkpoints" / ".last.pt.4194000.tmp", run_dir / ".metrics.jsonl.4194000.tmp"]
+    for path in left:  # what a run killed while writing leaves
+        path.write_bytes(b"partial")
     result = builtins("run", QUICKSTART, *RUNS, *TINY, "--resume", "--set", "train.epochs=3")
     command = one_error(result.output).split("(cp ")[1].rstrip(")").split()
+    assert all(path.exists() for path in left)  # a failed resume changes nothing
     shutil.copy(command[0], command[1])
     result = builtins("run", QUICKSTART, *RUNS, *TINY, "--resume", "--set", "train.epochs=3")
     assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in left)  # the next run holding the lock removes them
     assert [json.loads(r)["epoch"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
