@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata as metadata
+import inspect
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -99,7 +100,7 @@ class DisabledOffers:
                 self._entries[_kind].append((plugin, str(name), bool(default)))
 
             try:
-                hook(register=register)
+                hook(**{name: register for name in inspect.signature(hook).parameters})
             except Exception:
                 continue
 
