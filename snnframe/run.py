@@ -411,6 +411,12 @@ def _run_directory(recipe: Recipe, resume: bool) -> Iterator[list[Path]]:
     lock = RunLock(run_dir)
     try:
         lock.acquire()
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if still empty: the lock's holder may have written there
+        raise
+    try:
         check_run_dir(recipe, resume, locked=True)  # again: another run may have written here since prepare()
         yield created
     finally:

@@ -106,15 +106,15 @@ def _partial(state: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def finish_resume(session: Session) -> None:
-    """Start writing: ``metrics.jsonl`` gets the checkpoint's rows (a row logged after it is dropped),
-    or starts empty; then the core may write ``recipe.toml`` and ``training.log`` (``Experiment.begin``).
+    """Start writing: the core may write ``recipe.toml`` and ``training.log`` (``Experiment.begin``), then
+    ``metrics.jsonl`` gets the checkpoint's rows (a row logged after it is dropped), or starts empty.
 
     Called once everything was read and checked, so that a resume that fails changes nothing.
     """
+    session.exp.begin()
     if session.is_main:
         session.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(session.metrics_path, "".join(metrics_line(row) + "\n" for row in session.history))
-    session.exp.begin()
 
 
 def _read(last: Path) -> dict[str, Any] | None:
