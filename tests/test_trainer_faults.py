@@ -242,3 +242,36 @@ def test_a_disk_that_fills_during_a_metrics_row_leaves_no_half_line(tmp_path, mo
     assert last_state(run_dir)["epoch"] == 2  # the checkpoint holds the row ...
     trainer().fit(make_experiment(run_dir, resume=True))
     assert [r["epoch"] for r in rows(run_dir)] == [1, 2, 3]  # ... and resume writes it back
+
+
+class Augmented:
+    """The toy data set with noise drawn where a training sample is loaded (augmentation, in this process)."""
+
+    def __init__(self):
+        from trainer_toys import ToyDataset
+
+        self.inner = ToyDataset()
+        self.info = self.inner.info
+
+    def splits(self, transform):
+        train, test = self.inner.splits(transform)
+
+        class Noisy(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(train)
+
+            def __getitem__(self, index):
+                x, y = train[index]
+                return x + 0.3 * torch.randn(x.shape), y
+
+        return Noisy(), test
+
+
+def test_resuming_mid_epoch_skips_batches_without_drawing_their_augmentation_again(tmp_path):
+    # the loader draws the skipped batches' noise again; the random streams are restored after them
+    whole = trainer().fit(make_experiment(tmp_path / "whole", dataset=Augmented()))
+    run_dir = tmp_path / "run"
+    with pytest.raises(Preempted):
+        trainer().fit(make_experiment(run_dir, dataset=Augmented(), model=lambda: SignallingSNN(9)))
+    resumed = trainer().fit(make_experiment(run_dir, dataset=Augmented(), resume=True))
+    assert_same_run(resumed, run_dir, whole)
