@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from snnframe import __version__
-from snnframe.errors import SnnframeError
+from snnframe.errors import SnnframeError, did_you_mean
 from snnframe.kinds import NAMES
-from snnframe.plugins import Plugins, load_plugins
+from snnframe.plugins import DISABLE_ENV, Plugins, load_plugins
 
 
 class _Failure(click.ClickException):
@@ -68,6 +68,12 @@ def make_cli(plugins: Plugins) -> click.Group:
                 f"skipped: {failed.error}",
                 err=True,
             )
+        for name in plugins.unknown_disabled:
+            click.echo(
+                f'snnframe: warning: {DISABLE_ENV} names "{name}", which is no installed plugin, so it disables '
+                f"nothing{did_you_mean(name, plugins.known)}; plugins: {', '.join(plugins.known) or 'none'}",
+                err=True,
+            )
 
     @cli.command()
     @_recipe_argument
@@ -97,7 +103,7 @@ def make_cli(plugins: Plugins) -> click.Group:
         """Check RECIPE as `run` would (plugins, keys, values, run directory), without reading data or training."""
         from snnframe.run import prepare
 
-        prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins)
+        prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins, read_checkpoint_now=resume)
         if show:
             import tomli_w
 

@@ -132,6 +132,24 @@ class Experiment:
     data: DataSettings
     is_main: bool = True  # False on ranks > 0 of a distributed run: write nothing
     _splits: tuple[Any, Any] | None = attrs.field(default=None, init=False, repr=False)
+    _on_begin: list[Callable[[], Any]] = attrs.field(factory=list, init=False, repr=False)
+
+    def begin(self) -> None:
+        """Say that training begins: the trainer has read and checked what it resumes from.
+
+        A trainer calls this once, after loading its checkpoint (on ``--resume``) and before it
+        writes anything into the run directory. On ``--resume`` the core writes ``recipe.toml`` and
+        ``training.log`` only from then on, so that a resume that fails (a damaged checkpoint)
+        leaves the run directory exactly as it was. Further calls do nothing; a trainer that never
+        calls it gets those files written when ``fit`` returns.
+        """
+        callbacks, self._on_begin = self._on_begin, []
+        for callback in callbacks:
+            callback()
+
+    def on_begin(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` at :meth:`begin` (the core's use)."""
+        self._on_begin.append(callback)
 
     @property
     def info(self) -> DatasetInfo:
