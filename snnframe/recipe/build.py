@@ -11,8 +11,8 @@ from typing import Any
 
 import attrs
 
-from snnframe.contracts import NeuronFactory
-from snnframe.errors import DataError, PluginError
+from snnframe.contracts import NeuronError, NeuronFactory, NeuronTable
+from snnframe.errors import DataError, ParameterError, PluginError
 from snnframe.kinds import BY_NAME, Kind
 from snnframe.plugins import Plugins
 from snnframe.recipe.params import check_arguments, defaults, factory_parameters
@@ -51,9 +51,14 @@ def resolve(recipe: Recipe, plugins: Plugins, problems: Problems) -> dict[str, C
 
 
 def _injected(kind: Kind, path: str, recipe: Recipe) -> tuple[str, ...]:
-    """What the factory will receive for this table (a neuron gets ``surrogate`` only with a surrogate table)."""
-    if kind.name == "neurons" and recipe.table(f"{path}.surrogate") is None:
-        return tuple(name for name in kind.injected if name != "surrogate")
+    """What the factory must accept for this table.
+
+    A neuron gets ``surrogate`` only with a surrogate table, and ``shape`` (from the
+    architecture) only if its factory has that parameter.
+    """
+    if kind.name == "neurons":
+        optional = {"shape"} | ({"surrogate"} if recipe.table(f"{path}.surrogate") is None else set())
+        return tuple(name for name in kind.injected if name not in optional)
     return kind.injected
 
 
@@ -98,9 +103,13 @@ def construct(
             return None
         try:
             return factories[path](**recipe.tables[path].params, **injected)
+        except NeuronError as exc:  # a neuron table's problem, found while the architecture built it
+            problems.add(exc.path, f"{exc.path}: {exc}")
+        except ParameterError as exc:
+            problems.add(path, f"{path}.{exc.key}: {exc}")
         except (ValueError, DataError) as exc:
             problems.add(path, f"{path}: {exc}")
-            return None
+        return None
 
     neuron = _neuron_factory(recipe, factories, problems, make)
     data = recipe.data
@@ -115,6 +124,8 @@ def construct(
             model = make(
                 "model", input_shape=tuple(encoder.input_shape(info)), num_classes=info.num_classes, neuron=neuron
             )
+            if model is not None:
+                _check_layer_numbers(recipe, neuron, problems)
     loss = make("train.loss")
     t = recipe.train
     trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss) if loss is not None else None
@@ -123,25 +134,60 @@ def construct(
 
 
 def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> NeuronFactory | None:
-    """The ``neuron`` handed to the architecture; ``None`` when the neuron table has a problem.
+    """The ``neuron`` handed to the architecture; ``None`` when a neuron table has a problem.
 
-    The neuron is built once here so that a bad value is reported before anything runs.
+    ``[model.neuron]`` is the default; each ``[model.neurons.<i>]`` replaces it for spiking layer
+    ``i``. Each table is built once here (those that need their layer's shape: with the model),
+    so that a bad value is reported before anything runs.
     """
-    path = "model.neuron"
-    kwargs = dict(recipe.tables[path].params) if path in recipe.tables else {}
-    if recipe.table(f"{path}.surrogate") is not None:
-        kwargs["surrogate"] = make(f"{path}.surrogate")
-        if kwargs["surrogate"] is None:
-            return None
-    if path not in factories or path in problems.tables:
+    kind = BY_NAME["neurons"]
+    tables: dict[str, NeuronTable] = {}
+    layers: dict[int, NeuronTable] = {}
+    for path in recipe.paths(kind):
+        number = None
+        if path != kind.path:
+            name = path.rpartition(".")[2]
+            number = int(name) if name.isdigit() and not name.startswith("0") else None
+            if number is None:
+                problems.add(
+                    path, f"{path}: not a spiking layer number: spiking layers are numbered 1, 2, ... from the input"
+                )
+                continue
+        kwargs = dict(recipe.tables[path].params)
+        if recipe.table(f"{path}.surrogate") is not None:
+            kwargs["surrogate"] = make(f"{path}.surrogate")
+            if kwargs["surrogate"] is None:
+                continue
+        if path not in factories or path in problems.tables:
+            continue
+        tables[path] = NeuronTable(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"', path)
+        if number is not None:
+            layers[number] = tables[path]
+    if kind.path not in tables or any(path not in tables for path in recipe.paths(kind)):
         return None
+    default = tables[kind.path]
+    factory = NeuronFactory(default.factory, default.kwargs, default.what, path=default.path, layers=layers)
     try:
-        factory = NeuronFactory(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"')
         factory.check()
-    except (ValueError, DataError) as exc:
-        problems.add(path, f"{path}: {exc}")
+    except NeuronError as exc:
+        problems.add(exc.path, f"{exc.path}: {exc}")
+        return None
+    except DataError as exc:
+        problems.add(kind.path, f"{kind.path}: {exc}")
         return None
     return factory
+
+
+def _check_layer_numbers(recipe: Recipe, neuron: NeuronFactory, problems: Problems) -> None:
+    """Every ``[model.neurons.<i>]`` names a spiking layer the architecture built."""
+    for number, table in sorted(neuron.layers.items()):
+        if number > neuron.calls:
+            count = f"{neuron.calls} spiking layer{'s' if neuron.calls != 1 else ''}"
+            problems.add(
+                table.path,
+                f'{table.path}: the network has {count} (architecture "{recipe.tables["model"].kind}"); '
+                + (f"per-layer tables are numbered 1 to {neuron.calls}" if neuron.calls else "it builds no neuron"),
+            )
 
 
 def _modality_mismatch(recipe: Recipe, encoder: Any, info: Any, plugins: Plugins | None) -> str:
