@@ -160,22 +160,22 @@ def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> Neur
                 continue
         if path not in factories or path in problems.tables:
             continue
-        tables[path] = NeuronTable(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"', path)
+        table = NeuronTable(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"', path)
+        try:
+            NeuronFactory(table.factory, table.kwargs, path=path).check()
+        except NeuronError as exc:
+            problems.add(path, f"{path}: {exc}")
+            continue
+        except DataError as exc:
+            problems.add(path, f"{path}: {exc}")
+            continue
+        tables[path] = table
         if number is not None:
-            layers[number] = tables[path]
-    if kind.path not in tables or any(path not in tables for path in recipe.paths(kind)):
+            layers[number] = table
+    if any(path not in tables for path in recipe.paths(kind)) or kind.path not in tables:
         return None
     default = tables[kind.path]
-    factory = NeuronFactory(default.factory, default.kwargs, default.what, path=default.path, layers=layers)
-    try:
-        factory.check()
-    except NeuronError as exc:
-        problems.add(exc.path, f"{exc.path}: {exc}")
-        return None
-    except DataError as exc:
-        problems.add(kind.path, f"{kind.path}: {exc}")
-        return None
-    return factory
+    return NeuronFactory(default.factory, default.kwargs, default.what, path=default.path, layers=layers)
 
 
 def _check_layer_numbers(recipe: Recipe, neuron: NeuronFactory, problems: Problems) -> None:
