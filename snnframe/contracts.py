@@ -107,7 +107,13 @@ class NeuronTable:
         except (TypeError, ValueError):
             return False
 
+    def check(self) -> None:
+        """Build one layer, unless the factory takes ``shape`` (then the architecture's build checks it)."""
+        if not self.takes_shape():
+            self.build(None)
+
     def build(self, shape: tuple[int, ...] | None, layer: int | None = None) -> Any:
+        """A fresh layer (``shape`` passed on if the factory takes it); ``NeuronError`` for a bad value."""
         kwargs = dict(self.kwargs)
         if shape is not None and self.takes_shape():
             kwargs["shape"] = shape
@@ -169,8 +175,7 @@ class NeuronFactory:
         Tables whose factory takes ``shape`` are checked when the architecture builds them.
         """
         for table in [self.default, *self.layers.values()]:
-            if not table.takes_shape():
-                table.build(None)
+            table.check()
 
     def __repr__(self) -> str:
         layers = f", layers {sorted(self.layers)}" if self.layers else ""

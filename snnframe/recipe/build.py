@@ -162,11 +162,8 @@ def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> Neur
             continue
         table = NeuronTable(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"', path)
         try:
-            NeuronFactory(table.factory, table.kwargs, path=path).check()
-        except NeuronError as exc:
-            problems.add(path, f"{path}: {exc}")
-            continue
-        except DataError as exc:
+            table.check()
+        except (NeuronError, DataError) as exc:
             problems.add(path, f"{path}: {exc}")
             continue
         tables[path] = table
