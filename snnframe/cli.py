@@ -110,12 +110,21 @@ def make_cli(plugins: Plugins) -> click.Group:
         )
 
     @cli.command("list-plugins")
-    @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version}.")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version, default}."
+    )
     @click.option("--kind", type=click.Choice(NAMES), help="Only this component kind.")
     def list_plugins(as_json: bool, kind: str | None) -> None:
         """List every registered component and the plugin it came from."""
         rows = [
-            {"kind": k, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version}
+            {
+                "kind": k,
+                "name": e.name,
+                "plugin": e.plugin,
+                "distribution": e.distribution,
+                "version": e.version,
+                "default": e.default,
+            }
             for k in NAMES
             if kind in (None, k)
             for e in plugins.registry(k)
@@ -123,7 +132,9 @@ def make_cli(plugins: Plugins) -> click.Group:
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
-        _print_table(rows)
+        _print_table([{**r, "name": r["name"] + ("*" if r["default"] else "")} for r in rows])
+        if any(r["default"] for r in rows):
+            click.echo("\n* the default when a recipe leaves the kind out")
         if plugins.failed:
             click.echo("\nFailed plugins:")
             for p in plugins.failed:
