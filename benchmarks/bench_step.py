@@ -4,7 +4,8 @@ All sides train the reference CSNN (``12C5-MP2-64C5-MP2-FC10``, Leaky beta=0.5, 
 slope 25, cross-entropy rate loss, Adam lr 1e-2) from the same initial weights on the same
 batch: the seed's snnTorch loop, snnframe with the built-in ``leaky`` (fused numba kernels), and
 snnframe with ``StepLIF`` (``step_lif.py``: the same neuron written in the engine's per-step
-form). Steps of the sides alternate, so load from other processes hits all alike; each
+form), and (``--sides snnframe,layers``) the ``layers`` architecture building the same CSNN from
+the seed's notation. Steps of the sides alternate, so load from other processes hits all alike; each
 reported time is the median over the measured steps (spread: min-max). Peak memory is the rise
 of the peak RSS (CPU; glibc pinned to mmap every block >= 128 KiB, so RSS follows the live
 tensors) or of the CUDA allocator's peak during one training step, each side in fresh
@@ -13,6 +14,7 @@ subprocesses (median of ``--memory-runs``).
     python benchmarks/bench_step.py            # full: static, events T=100 and T=300
     python benchmarks/bench_step.py --quick    # fewer steps, T=300 only for memory
     python benchmarks/bench_step.py --device cuda --precision bf16
+    python benchmarks/bench_step.py --sides snnframe,layers --no-memory   # layers vs csnn
 """
 
 from __future__ import annotations
@@ -105,10 +107,11 @@ def seed_side(model, x, y, static):
     return Side("snnTorch", model, step, evaluate)
 
 
-def snnframe_model(input_shape, neuron="leaky"):
+def snnframe_model(input_shape, neuron="leaky", architecture="csnn"):
     from step_lif import StepLIF
 
     from snnframe.builtins.models.csnn import csnn
+    from snnframe.builtins.models.layers import layers
     from snnframe.builtins.neurons.leaky import Leaky
     from snnframe.engine.surrogate import FastSigmoid
 
@@ -116,14 +119,25 @@ def snnframe_model(input_shape, neuron="leaky"):
         fuse_affine = False  # the engine's generic per-step loop, not the fused LIF scan
 
     cls = {"leaky": Leaky, "step": StepLIF, "generic": GenericStepLIF}[neuron]
-    return csnn(
-        input_shape=input_shape, num_classes=10, neuron=lambda: cls(beta=BETA, surrogate=FastSigmoid(slope=SLOPE))
-    )
+
+    def make():
+        return cls(beta=BETA, surrogate=FastSigmoid(slope=SLOPE))
+
+    if architecture == "layers":  # the same network from the seed's notation
+        return layers(input_shape=input_shape, num_classes=10, neuron=make, spec="12C5-MP2-64C5-MP2-FC10")
+    return csnn(input_shape=input_shape, num_classes=10, neuron=make)
 
 
-# side name -> snnframe neuron; step-LIF's affine charge runs on the fused LIF scan, step-generic
-# forces the same neuron through the generic per-step loop (what a non-affine charge gets)
-SIDES = {"snnTorch": None, "snnframe": "leaky", "step-LIF": "step", "step-generic": "generic"}
+# side name -> (snnframe neuron, architecture); step-LIF's affine charge runs on the fused LIF scan,
+# step-generic forces the same neuron through the generic per-step loop (what a non-affine charge
+# gets); layers builds csnn's network from the seed's notation
+SIDES = {
+    "snnTorch": None,
+    "snnframe": ("leaky", "csnn"),
+    "step-LIF": ("step", "csnn"),
+    "step-generic": ("generic", "csnn"),
+    "layers": ("leaky", "layers"),
+}
 
 
 def snnframe_side(model, x, y, precision, name="snnframe"):
@@ -177,7 +191,7 @@ def build(workload, device, which, precision="fp32", compile_model=False):
     x, y = make_batch(workload, device)
     if which == "snnTorch":
         return seed_side(seed_net, x, y, kind == "static")
-    net = snnframe_model(shape, SIDES[which]).to(device)
+    net = snnframe_model(shape, *SIDES[which]).to(device)
     own = dict(net.named_parameters())
     with torch.no_grad():
         for name, p in seed_net.named_parameters():  # same initial weights
@@ -335,7 +349,8 @@ def main(argv=None):
     p.add_argument(
         "--sides",
         default="snnTorch,snnframe,step-LIF,step-generic",
-        help="which implementations to run (snnTorch first: ratios are against it)",
+        help="which implementations to run (ratios are against the first; 'layers' is snnframe's csnn "
+        "built by the layers architecture from the seed's spec)",
     )
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -429,6 +444,9 @@ def _versus_builtin(values, what):
         if "snnframe" in values and name in values:
             ratio = statistics.median(values[name]) / statistics.median(values["snnframe"])
             print(f"  {name} / built-in leaky, {what}: {ratio:.2f}x")
+    if "snnframe" in values and "layers" in values:
+        ratio = statistics.median(values["layers"]) / statistics.median(values["snnframe"])
+        print(f"  layers (seed's spec) / csnn, {what}: {ratio:.3f}x")
 
 
 if __name__ == "__main__":

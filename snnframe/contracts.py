@@ -13,6 +13,7 @@ This module must stay import-light (no torch at import time): it is imported by
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -82,25 +83,103 @@ class Encoder(Protocol):
         """
 
 
-class NeuronFactory:
-    """The ``neuron`` an architecture receives: ``neuron()`` builds one neuron layer.
+class NeuronError(ValueError):
+    """A neuron factory refused its values while the architecture was built; ``path`` is its table."""
 
-    Call it once per spiking layer, from the input on; each call builds a fresh module from the
-    recipe's ``[model.neuron]`` table (and its surrogate).
-    """
+    def __init__(self, path: str, message: str):
+        super().__init__(message)
+        self.path = path
 
-    def __init__(self, factory: Callable[..., Any], kwargs: dict[str, Any], what: str = "neuron"):
-        self.factory, self.kwargs, self.what = factory, dict(kwargs), what
 
-    def __call__(self) -> Any:
-        return self.factory(**self.kwargs)
+@attrs.frozen
+class NeuronTable:
+    """One neuron table of the recipe, ready to build layers from."""
+
+    factory: Callable[..., Any]
+    kwargs: dict[str, Any]  # the table's parameters (and ``surrogate``), without ``shape``
+    what: str  # 'neuron "leaky"'
+    path: str  # "model.neuron", "model.neurons.3"
+
+    def takes_shape(self) -> bool:
+        """Whether the factory has a ``shape`` parameter (then it may need one: recurrent weights)."""
+        try:
+            return "shape" in inspect.signature(self.factory).parameters
+        except (TypeError, ValueError):
+            return False
 
     def check(self) -> None:
-        """Build one layer, so that a bad parameter is a recipe problem before anything runs."""
-        self()
+        """Build one layer, unless the factory takes ``shape`` (then the architecture's build checks it)."""
+        if not self.takes_shape():
+            self.build(None)
+
+    def build(self, shape: tuple[int, ...] | None, layer: int | None = None) -> Any:
+        """A fresh layer (``shape`` passed on if the factory takes it); ``NeuronError`` for a bad value."""
+        kwargs = dict(self.kwargs)
+        if shape is not None and self.takes_shape():
+            kwargs["shape"] = shape
+        try:
+            return self.factory(**kwargs)
+        except NeuronError:
+            raise
+        except ValueError as exc:
+            message = str(exc)
+            if self.takes_shape():  # the problem may be the layer's: say which one
+                where = f"spiking layer {layer}" if layer is not None else "a spiking layer"
+                given = "without shape=" if shape is None else f"with shape {shape}"
+                message = f"{message} ({where}: the architecture called neuron() {given})"
+            raise NeuronError(self.path, message) from None
+
+
+class NeuronFactory:
+    """The ``neuron`` an architecture receives: ``neuron(shape=...)`` builds the next spiking layer.
+
+    Call it once per spiking layer, from the input on. The ``i``-th call builds spiking layer
+    ``i`` from the recipe's ``[model.neurons.<i>]`` table where it has one, else from
+    ``[model.neuron]`` (each call a fresh module, with the table's surrogate). ``shape`` is
+    the shape of one step of one sample of the layer's input — ``(C, H, W)`` after a
+    convolution, ``(features,)`` after a linear layer; it is passed on to neuron factories
+    that have a ``shape`` parameter (recurrent neurons size their weights with it). An
+    architecture that calls ``neuron()`` without it works with every neuron that needs none.
+
+    ``calls`` counts the layers built, ``shapes`` records the shape of each call.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[..., Any],
+        kwargs: dict[str, Any],
+        what: str = "neuron",
+        *,
+        path: str = "model.neuron",
+        layers: dict[int, NeuronTable] | None = None,
+    ):
+        self.factory, self.kwargs, self.what = factory, dict(kwargs), what
+        self.default = NeuronTable(factory, self.kwargs, what, path)
+        self.layers = dict(layers or {})  # spiking layer number (from 1) -> its own table
+        self.calls = 0
+        self.shapes: list[tuple[int, ...] | None] = []
+
+    def __call__(self, shape: Sequence[int] | None = None) -> Any:
+        self.calls += 1
+        shape = None if shape is None else tuple(int(size) for size in shape)
+        self.shapes.append(shape)
+        return self.table(self.calls).build(shape, self.calls)
+
+    def table(self, layer: int) -> NeuronTable:
+        """The table spiking layer ``layer`` (from 1) is built from."""
+        return self.layers.get(layer, self.default)
+
+    def check(self) -> None:
+        """Build one layer of each table, so that a bad parameter is a recipe problem before anything runs.
+
+        Tables whose factory takes ``shape`` are checked when the architecture builds them.
+        """
+        for table in [self.default, *self.layers.values()]:
+            table.check()
 
     def __repr__(self) -> str:
-        return f"NeuronFactory({self.what}, {self.kwargs})"
+        layers = f", layers {sorted(self.layers)}" if self.layers else ""
+        return f"NeuronFactory({self.what}, {self.kwargs}{layers})"
 
 
 @runtime_checkable

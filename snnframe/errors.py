@@ -77,6 +77,18 @@ class Preempted(TrainingError):
     exit_code = 143
 
 
+class ParameterError(ValueError):
+    """A factory's ``ValueError`` about one of its parameters, reported at ``<table>.<key>``.
+
+    ``raise ParameterError("spec", "unknown token ...")`` from the factory of ``[model]`` reads
+    ``model.spec: unknown token ...``; ``key`` may go deeper (``"layers[2].channels"``).
+    """
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def one_line(exc: BaseException) -> str:
     """The last line of an exception's message (its class name if it has none)."""
     lines = str(exc).strip().splitlines()

@@ -70,16 +70,22 @@ def register_architectures(register: Register) -> None:
     """Register networks (recipe table ``[model]``; injected: ``input_shape``, ``num_classes``, ``neuron``).
 
     ``neuron`` is a :class:`~snnframe.contracts.NeuronFactory`: call it once per spiking layer,
-    from the input on. The factory returns an ``nn.Module`` mapping ``[T, B, *input_shape]`` to
-    output spikes ``[T, B, num_classes]``, usually a :class:`snnframe.engine.SpikingSequential`.
+    from the input on, as ``neuron(shape=...)`` with the shape of one step of one sample of the
+    layer's input (``neuron()`` works too, for neurons that need no shape); the ``i``-th call
+    builds from ``[model.neurons.<i>]`` where the recipe has it. The factory returns an
+    ``nn.Module`` mapping ``[T, B, *input_shape]`` to output spikes ``[T, B, num_classes]``,
+    usually a :class:`snnframe.engine.SpikingSequential`. Raise
+    :class:`~snnframe.errors.ParameterError` to report a bad value at its key (``model.spec``).
     """
 
 
 @hookspec
 def register_neurons(register: Register) -> None:
-    """Register spiking neurons (recipe table ``[model.neuron]``; injected: ``surrogate``).
+    """Register spiking neurons (recipe tables ``[model.neuron]`` and ``[model.neurons.<i>]``).
 
-    ``surrogate`` is passed only when the recipe has a ``[model.neuron.surrogate]`` table. The
+    Injected: ``surrogate``, ``shape``.
+    ``surrogate`` is passed only when the table has a ``surrogate`` sub-table; ``shape`` (the
+    layer's, from the architecture) only to a factory with a ``shape`` parameter. The
     factory returns an ``nn.Module``, normally a :class:`snnframe.engine.SpikingNeuron`: input
     current ``[T, B, ...]`` to spikes of the same shape from a fresh state on every call, and
     ``(spikes, mem)`` with ``return_mem=True``.

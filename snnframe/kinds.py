@@ -16,10 +16,13 @@ class Kind:
 
     ``path`` is where its recipe tables sit: ``"model.neuron"`` (one table), ``"visualize[]"``
     (a list of tables, ``[[visualize]]``) or ``"model.neurons.*"`` (a table of tables keyed by
-    name). ``injected`` are the keyword arguments the core passes to the factory itself (a
-    recipe cannot set them). ``optional``: the table may be left out. ``has_default``: when the
-    table or its ``kind`` is left out, the component a plugin registered with ``default=True``
-    is used.
+    name); a ``*`` may also stand inside a path (``"model.neurons.*.surrogate"``: the table in
+    each of them). ``also`` are further places its tables sit, always optional (the per-layer
+    ``[model.neurons.<i>]`` besides ``[model.neuron]``). ``injected`` are the keyword arguments
+    the core or the architecture passes to the factory itself (a recipe cannot set them).
+    ``optional``: the table at ``path`` may be left out. ``has_default``: when the table at
+    ``path``, or the ``kind`` of any of its tables, is left out, the component a plugin
+    registered with ``default=True`` is used.
     """
 
     name: str
@@ -29,20 +32,36 @@ class Kind:
     injected: tuple[str, ...] = ()
     optional: bool = False
     has_default: bool = False
+    also: tuple[str, ...] = ()
 
     @property
     def hook(self) -> str:
         return f"register_{self.name}"
 
     @property
+    def paths(self) -> tuple[str, ...]:
+        """Every place the kind's tables sit: ``path`` first, then ``also``."""
+        return (self.path, *self.also)
+
+    @property
     def many(self) -> bool:
-        """Whether the recipe holds a list (``[]``) or a table (``*``) of such tables."""
-        return self.path.endswith(("[]", ".*"))
+        """Whether the recipe holds a list (``[]``) or a table (``*``) of such tables at ``path``."""
+        return is_many(self.path)
 
     @property
     def base(self) -> str:
         """The path without its ``[]`` / ``.*`` suffix."""
-        return self.path.removesuffix("[]").removesuffix(".*")
+        return base_of(self.path)
+
+
+def is_many(path: str) -> bool:
+    """Whether the path pattern names a list (``[]``) or a table (``.*``) of tables."""
+    return path.endswith(("[]", ".*"))
+
+
+def base_of(path: str) -> str:
+    """A path pattern without its ``[]`` / ``.*`` suffix."""
+    return path.removesuffix("[]").removesuffix(".*")
 
 
 KINDS: tuple[Kind, ...] = (
@@ -60,9 +79,10 @@ KINDS: tuple[Kind, ...] = (
         "neuron",
         "model.neuron",
         "spiking neuron layers: input current [T, B, ...] to spikes",
-        ("surrogate",),
+        ("surrogate", "shape"),
         optional=True,
         has_default=True,
+        also=("model.neurons.*",),  # per spiking layer, numbered from 1: replaces [model.neuron] there
     ),
     Kind(
         "surrogates",
@@ -70,6 +90,7 @@ KINDS: tuple[Kind, ...] = (
         "model.neuron.surrogate",
         "surrogate gradients of the spike non-linearity",
         optional=True,
+        also=("model.neurons.*.surrogate",),
     ),
     Kind(
         "trainers",

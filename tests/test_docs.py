@@ -71,8 +71,15 @@ def test_the_plugin_guides_examples_run(tmp_path):
     step_lif = (REPO / "benchmarks" / "step_lif.py").read_text()
     docs_lif = next(b for b in python_blocks("plugins.md") if "class StepLIF(" in b)
     assert docs_lif.split("class StepLIF", 1)[1] in step_lif  # the guide shows the benchmarked neuron
-    net = namespace["two_layer"](input_shape=(1, 8, 8), num_classes=10, neuron=lambda: Leaky(beta=0.5), hidden=16)
+    shapes = []
+
+    def neuron(shape=None):
+        shapes.append(shape)
+        return Leaky(beta=0.5)
+
+    net = namespace["two_layer"](input_shape=(1, 8, 8), num_classes=10, neuron=neuron, hidden=16)
     assert net(torch.rand(5, 3, 1, 8, 8)).shape == (5, 3, 10)
+    assert shapes == [(16,), (10,)]  # the guide's architecture passes each layer's shape
 
     class Repeat:
         def collate_fn(self, info):

@@ -82,4 +82,8 @@ def test_recipe_values_are_checked_against_the_signatures():
 def test_registered_architectures():
     seen = {}
     register_architectures(lambda name, ref, **options: seen.__setitem__(name, ref))
-    assert seen == {"csnn": "snnframe.builtins.models.csnn:csnn", "mlp": "snnframe.builtins.models.mlp:mlp"}
+    assert seen == {
+        "csnn": "snnframe.builtins.models.csnn:csnn",
+        "mlp": "snnframe.builtins.models.mlp:mlp",
+        "layers": "snnframe.builtins.models.layers:layers",
+    }

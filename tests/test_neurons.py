@@ -426,4 +426,7 @@ def test_registered_neurons():
         "synaptic": "snnframe.builtins.neurons.synaptic:Synaptic",
         "alif": "snnframe.builtins.neurons.alif:ALIF",
         "plif": "snnframe.builtins.neurons.plif:PLIF",
+        "rleaky": "snnframe.builtins.neurons.recurrent:RLeaky",
+        "rsynaptic": "snnframe.builtins.neurons.recurrent:RSynaptic",
+        "alpha": "snnframe.builtins.neurons.alpha:Alpha",
     }

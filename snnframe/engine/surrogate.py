@@ -83,7 +83,9 @@ class Surrogate:
         return hash((type(self), tuple(vars(self).items())))
 
 
-def _check_positive(name: str, value: float) -> float:
+def _check_positive(**parameter: float) -> float:
+    """The one keyword argument's value as a float if it is finite and > 0 (``_check_positive(slope=25)``)."""
+    ((name, value),) = parameter.items()
     if not value > 0 or not math.isfinite(value):
         raise ValueError(f"{name} must be a positive number, got {value}")
     return float(value)
@@ -97,7 +99,7 @@ class FastSigmoid(Surrogate):
     """
 
     def __init__(self, *, slope: float = 25.0):
-        self.slope = _check_positive("slope", slope)
+        self.slope = _check_positive(slope=slope)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.slope * x.abs() + 1.0).square().reciprocal()
@@ -114,7 +116,7 @@ class ATan(Surrogate):
     """
 
     def __init__(self, *, alpha: float = 2.0):
-        self.alpha = _check_positive("alpha", alpha)
+        self.alpha = _check_positive(alpha=alpha)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x).square())
@@ -134,7 +136,7 @@ class Sigmoid(Surrogate):
     """
 
     def __init__(self, *, slope: float = 25.0):
-        self.slope = _check_positive("slope", slope)
+        self.slope = _check_positive(slope=slope)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         kx = self.slope * x

@@ -11,8 +11,8 @@ from typing import Any
 
 import attrs
 
-from snnframe.contracts import NeuronFactory
-from snnframe.errors import DataError, PluginError, one_line
+from snnframe.contracts import NeuronError, NeuronFactory, NeuronTable
+from snnframe.errors import DataError, ParameterError, PluginError, one_line
 from snnframe.kinds import BY_NAME, Kind
 from snnframe.plugins import Plugins
 from snnframe.recipe.params import check_arguments, defaults, factory_parameters
@@ -53,9 +53,14 @@ def resolve(recipe: Recipe, plugins: Plugins, problems: Problems) -> dict[str, C
 
 
 def _injected(kind: Kind, path: str, recipe: Recipe) -> tuple[str, ...]:
-    """What the factory will receive for this table (a neuron gets ``surrogate`` only with a surrogate table)."""
-    if kind.name == "neurons" and recipe.table(f"{path}.surrogate") is None:
-        return tuple(name for name in kind.injected if name != "surrogate")
+    """What the factory must accept for this table.
+
+    A neuron gets ``surrogate`` only with a surrogate table, and ``shape`` (from the
+    architecture) only if its factory has that parameter.
+    """
+    if kind.name == "neurons":
+        optional = {"shape"} | ({"surrogate"} if recipe.table(f"{path}.surrogate") is None else set())
+        return tuple(name for name in kind.injected if name not in optional)
     return kind.injected
 
 
@@ -101,6 +106,10 @@ def construct(
             return None
         try:
             return factories[path](**recipe.tables[path].params, **injected)
+        except NeuronError as exc:  # a neuron table's problem, found while the architecture built it
+            problems.add(exc.path, f"{exc.path}: {exc}")
+        except ParameterError as exc:
+            problems.add(path, f"{path}.{exc.key}: {exc}")
         except (ValueError, DataError) as exc:
             problems.add(path, f"{path}: {exc}")
         except Exception as exc:  # a value the plugin did not check: still the recipe's table, not a traceback
@@ -120,6 +129,8 @@ def construct(
             model = make(
                 "model", input_shape=tuple(encoder.input_shape(info)), num_classes=info.num_classes, neuron=neuron
             )
+            if model is not None:
+                _check_layer_numbers(recipe, neuron, problems)
     loss = make("train.loss")
     t = recipe.table("train")
     trainer = None
@@ -130,28 +141,60 @@ def construct(
 
 
 def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> NeuronFactory | None:
-    """The ``neuron`` handed to the architecture; ``None`` when the neuron table has a problem.
+    """The ``neuron`` handed to the architecture; ``None`` when a neuron table has a problem.
 
-    The neuron is built once here so that a bad value is reported before anything runs.
+    ``[model.neuron]`` is the default; each ``[model.neurons.<i>]`` replaces it for spiking layer
+    ``i``. Each table is built once here (those that need their layer's shape: with the model),
+    so that a bad value is reported before anything runs.
     """
-    path = "model.neuron"
-    kwargs = dict(recipe.tables[path].params) if path in recipe.tables else {}
-    if recipe.table(f"{path}.surrogate") is not None:
-        kwargs["surrogate"] = make(f"{path}.surrogate")
-        if kwargs["surrogate"] is None:
-            return None
-    if path not in factories or path in problems.tables:
+    kind = BY_NAME["neurons"]
+    tables: dict[str, NeuronTable] = {}
+    layers: dict[int, NeuronTable] = {}
+    for path in recipe.paths(kind):
+        number = None
+        if path != kind.path:
+            name = path.rpartition(".")[2]
+            number = int(name) if name.isdigit() and not name.startswith("0") else None
+            if number is None:
+                problems.add(
+                    path, f"{path}: not a spiking layer number: spiking layers are numbered 1, 2, ... from the input"
+                )
+                continue
+        kwargs = dict(recipe.tables[path].params)
+        if recipe.table(f"{path}.surrogate") is not None:
+            kwargs["surrogate"] = make(f"{path}.surrogate")
+            if kwargs["surrogate"] is None:
+                continue
+        if path not in factories or path in problems.tables:
+            continue
+        table = NeuronTable(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"', path)
+        try:
+            table.check()
+        except (NeuronError, DataError) as exc:
+            problems.add(path, f"{path}: {exc}")
+            continue
+        except Exception as exc:
+            problems.add(path, factory_failure(path, recipe.tables[path].kind, exc))
+            continue
+        tables[path] = table
+        if number is not None:
+            layers[number] = table
+    if any(path not in tables for path in recipe.paths(kind)) or kind.path not in tables:
         return None
-    try:
-        factory = NeuronFactory(factories[path], kwargs, f'neuron "{recipe.tables[path].kind}"')
-        factory.check()
-    except (ValueError, DataError) as exc:
-        problems.add(path, f"{path}: {exc}")
-        return None
-    except Exception as exc:
-        problems.add(path, factory_failure(path, recipe.tables[path].kind, exc))
-        return None
-    return factory
+    default = tables[kind.path]
+    return NeuronFactory(default.factory, default.kwargs, default.what, path=default.path, layers=layers)
+
+
+def _check_layer_numbers(recipe: Recipe, neuron: NeuronFactory, problems: Problems) -> None:
+    """Every ``[model.neurons.<i>]`` names a spiking layer the architecture built."""
+    for number, table in sorted(neuron.layers.items()):
+        if number > neuron.calls:
+            count = f"{neuron.calls} spiking layer{'s' if neuron.calls != 1 else ''}"
+            problems.add(
+                table.path,
+                f'{table.path}: the network has {count} (architecture "{recipe.tables["model"].kind}"); '
+                + (f"per-layer tables are numbered 1 to {neuron.calls}" if neuron.calls else "it builds no neuron"),
+            )
 
 
 def factory_failure(path: str, name: str | None, exc: Exception) -> str:

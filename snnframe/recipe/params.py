@@ -115,7 +115,9 @@ def _describe(annotation: Any) -> str:
 
 
 def _plural(annotation: Any) -> str:
-    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(annotation, _describe(annotation))
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings", dict: "tables"}.get(
+        annotation, _describe(annotation)
+    )
 
 
 def factory_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:

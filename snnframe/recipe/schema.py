@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from snnframe.errors import RecipeError, did_you_mean
-from snnframe.kinds import KINDS, Kind
+from snnframe.kinds import KINDS, Kind, base_of, is_many
 from snnframe.recipe.params import check_value, show
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -115,9 +115,30 @@ def _core_fields(cls: type) -> list[attrs.Attribute]:
     return [f for f in attrs.fields(cls) if f.name != "params"]
 
 
-def _children(path: str) -> list[Kind]:
-    """The kinds whose tables sit directly inside the table at ``path``."""
-    return [k for k in KINDS if k.base.rpartition(".")[0] == path]
+def _patterns() -> list[tuple[Kind, str]]:
+    """``(kind, path pattern)`` for every place a component table may sit, parents before children."""
+    return [(kind, pattern) for kind in KINDS for pattern in kind.paths]
+
+
+def matches(pattern: str, path: str) -> bool:
+    """Whether the key path ``path`` (``"model.neurons.3"``) is one of ``pattern``'s (``"model.neurons.*"``).
+
+    A ``*`` segment stands for any one name, a trailing ``[]`` for any list index.
+    """
+    regex = re.escape(pattern).replace(r"\*", r"[^.\[\]]+")
+    if regex.endswith(r"\[\]"):
+        regex = regex[: -len(r"\[\]")] + r"\[\d+\]"
+    return re.fullmatch(regex, path) is not None
+
+
+def _sub_tables(path: str) -> set[str]:
+    """The names of the component tables (or tables of them) that sit directly inside the table at ``path``."""
+    names = set()
+    for _, pattern in _patterns():
+        parent, _, name = base_of(pattern).rpartition(".")
+        if parent and matches(parent, path):
+            names.add(name)
+    return names
 
 
 @attrs.define
@@ -147,36 +168,33 @@ class Recipe:
         return [(kind, path, self.tables[path]) for kind in KINDS for path in self.paths(kind)]
 
     def paths(self, kind: Kind) -> list[str]:
-        """The key paths of ``kind``'s tables in this recipe (several for a list or table of tables)."""
-        if not kind.many:
-            return [kind.path] if kind.path in self.tables else []
-        prefix = kind.base + ("[" if kind.path.endswith("[]") else ".")
-        return [p for p in self.tables if p.startswith(prefix) and _is_item(p[len(prefix) :], kind)]
+        """The key paths of ``kind``'s tables in this recipe, at all of its places (:attr:`Kind.paths`)."""
+        return [p for pattern in kind.paths for p in self.tables if matches(pattern, p)]
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as TOML data: core keys, then plugin keys, then sub-tables."""
         out: dict[str, Any] = {"experiment": attrs.asdict(self.experiment)} if self.experiment else {}
         for kind, path, table in self.component_tables():
-            parent_path, _, name = kind.base.rpartition(".")
-            parent = _node(out, parent_path)
-            if parent is None:
-                continue
             content = {"kind": table.kind} if table.kind is not None else {}
             content.update({f.name: getattr(table, f.name) for f in _core_fields(type(table)) if f.name != "kind"})
             content.update(copy.deepcopy(table.params))
-            if kind.path.endswith("[]"):
-                parent.setdefault(name, []).append(content)
-            elif kind.many:
-                parent.setdefault(name, {})[path[len(kind.base) + 1 :]] = content
+            if path.endswith("]"):  # an item of a list of tables
+                parent_path, _, name = path[: path.rindex("[")].rpartition(".")
+                parent = _node(out, parent_path)
+                if parent is not None:
+                    parent.setdefault(name, []).append(content)
+            elif any(is_many(pattern) and matches(pattern, path) for pattern in kind.paths):
+                outer, _, item = path.rpartition(".")
+                parent_path, _, name = outer.rpartition(".")
+                parent = _node(out, parent_path)
+                if parent is not None:
+                    parent.setdefault(name, {})[item] = content
             else:
-                parent[name] = content
+                parent_path, _, name = path.rpartition(".")
+                parent = _node(out, parent_path)
+                if parent is not None:
+                    parent[name] = content
         return out
-
-
-def _is_item(rest: str, kind: Kind) -> bool:
-    if kind.path.endswith("[]"):
-        return rest.endswith("]") and rest[:-1].isdigit()
-    return bool(rest) and "." not in rest
 
 
 def _node(out: dict[str, Any], path: str) -> dict[str, Any] | None:
@@ -198,7 +216,7 @@ def check_core(
 ) -> tuple[Recipe, Problems]:
     """The recipe and the problems of its core keys; tables with problems are left out where unusable."""
     problems = Problems()
-    known = ["experiment"] + list(dict.fromkeys(k.base.split(".")[0] for k in KINDS))
+    known = ["experiment"] + list(dict.fromkeys(base_of(p).split(".")[0] for _, p in _patterns()))
     for name in data:
         if name not in known:
             problems.add(
@@ -210,50 +228,57 @@ def check_core(
     experiment = _structure(ExperimentSection, experiment_table, "experiment", problems)
     tables: dict[str, Component] = {}
     raw: dict[str, dict[str, Any]] = {"": data}  # key path -> the TOML table that was read there
-    for kind in KINDS:
-        parent_path, _, name = kind.base.rpartition(".")
-        parent = raw.get(parent_path)
-        if parent is None:  # the enclosing table is missing or broken: already reported
-            continue
-        for path, table in _tables_of(kind, parent.get(name), problems):
-            if table is None:
-                continue
-            component = _structure(
-                SECTION_CLASSES.get(path, Component),
-                table,
-                path,
-                problems,
-                sub_tables={k.base.rpartition(".")[2] for k in _children(path)},
-                kind_required=not kind.has_default,
-            )
-            if component is not None:
-                tables[path] = component
-                raw[path] = table
+    for kind, pattern in _patterns():
+        parent_pattern, _, name = base_of(pattern).rpartition(".")
+        # the enclosing tables that were read (a missing or broken one is already reported)
+        parents = [p for p in list(raw) if matches(parent_pattern, p)] if parent_pattern else [""]
+        for parent_path in parents:
+            base = f"{parent_path}.{name}" if parent_path else name
+            main = pattern == kind.path
+            for path, table in _tables_of(kind, pattern, base, main, raw[parent_path].get(name), problems):
+                if table is None:
+                    continue
+                component = _structure(
+                    SECTION_CLASSES.get(path, Component),
+                    table,
+                    path,
+                    problems,
+                    sub_tables=_sub_tables(path),
+                    kind_required=not kind.has_default,
+                )
+                if component is not None:
+                    tables[path] = component
+                    raw[path] = table
     return Recipe(experiment, tables, source=source), problems
 
 
-def _tables_of(kind: Kind, value: Any, problems: Problems) -> Iterator[tuple[str, Any]]:
-    """``(path, TOML table)`` for each table of ``kind`` found in ``value`` (reporting bad shapes)."""
+def _tables_of(
+    kind: Kind, pattern: str, base: str, main: bool, value: Any, problems: Problems
+) -> Iterator[tuple[str, Any]]:
+    """``(path, TOML table)`` for each table of ``kind`` found in ``value`` at ``base`` (reporting bad shapes).
+
+    ``main``: ``pattern`` is the kind's own :attr:`Kind.path` (the places in ``also`` are optional).
+    """
     if value is None:
-        if not kind.optional:
-            problems.add(kind.path, f"[{kind.base}]: missing section")
-        elif kind.has_default:
-            yield kind.path, {}
+        if main and not kind.optional:
+            problems.add(base, f"[{base}]: missing section")
+        elif main and kind.has_default and not is_many(pattern):
+            yield base, {}
         return
-    if kind.path.endswith("[]"):
+    if pattern.endswith("[]"):
         if not isinstance(value, list):
-            problems.add(kind.base, f"{kind.base}: expected a list of tables ([[{kind.base}]]), got {show(value)}")
+            problems.add(base, f"{base}: expected a list of tables ([[{base}]]), got {show(value)}")
             return
         for i, item in enumerate(value):
-            yield f"{kind.base}[{i}]", _table_or_report(item, f"{kind.base}[{i}]", problems)
-    elif kind.many:
+            yield f"{base}[{i}]", _table_or_report(item, f"{base}[{i}]", problems)
+    elif is_many(pattern):
         if not isinstance(value, dict):
-            problems.add(kind.base, f"{kind.base}: expected a table of tables, got {show(value)}")
+            problems.add(base, f"{base}: expected a table of tables, got {show(value)}")
             return
         for name, item in value.items():
-            yield f"{kind.base}.{name}", _table_or_report(item, f"{kind.base}.{name}", problems)
+            yield f"{base}.{name}", _table_or_report(item, f"{base}.{name}", problems)
     else:
-        yield kind.path, _table_or_report(value, kind.path, problems)
+        yield base, _table_or_report(value, base, problems)
 
 
 def _table_or_report(value: Any, path: str, problems: Problems) -> dict[str, Any] | None:

@@ -7,3 +7,4 @@ import snnframe
 def register_architectures(register):
     register("csnn", "snnframe.builtins.models.csnn:csnn")
     register("mlp", "snnframe.builtins.models.mlp:mlp")
+    register("layers", "snnframe.builtins.models.layers:layers")

@@ -2,7 +2,9 @@
 
 Each stage is conv -> max-pool -> neuron; then flatten -> linear -> neuron. The flattened
 size follows from the input shape: ``(1, 28, 28) -> 64 * 4 * 4 = 1024``,
-``(2, 34, 34) -> 64 * 5 * 5 = 1600``.
+``(2, 34, 34) -> 64 * 5 * 5 = 1600``. Built by the ``layers`` architecture's builder: the
+network is exactly ``layers`` with ``spec = "12C5-MP2-64C5-MP2-FC10"`` (same modules, same
+parameters, drawn in the same order).
 
 Example::
 
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from snnframe.engine.sequential import SpikingSequential
+from snnframe.builtins.models.layers import FC, Conv, LayerNetwork, Pool, build_network
 
 
 def csnn(
@@ -28,7 +30,7 @@ def csnn(
     channels: Sequence[int] = (12, 64),
     kernel_size: int = 5,
     pool: int = 2,
-) -> SpikingSequential:
+) -> LayerNetwork:
     """Build the CSNN for ``[T, B, *input_shape]`` input; output spikes ``[T, B, num_classes]``."""
     if len(input_shape) != 3:
         raise ValueError(f"csnn needs image-shaped input (C, H, W), got input_shape {tuple(input_shape)}")
@@ -36,21 +38,15 @@ def csnn(
         raise ValueError(f"channels must be a non-empty list of positive integers, got {list(channels)}")
     if kernel_size < 1 or pool < 1:
         raise ValueError(f"kernel_size and pool must be at least 1, got {kernel_size} and {pool}")
-    in_channels, height, width = input_shape
-    layers: list[nn.Module] = []
-    neurons: list[int] = []
-    for out_channels in channels:
+    _, height, width = input_shape
+    for _ in channels:
         height, width = (height - kernel_size + 1) // pool, (width - kernel_size + 1) // pool
         if height < 1 or width < 1:
             raise ValueError(
                 f"input {tuple(input_shape)} is too small for {len(channels)} stages of "
                 f"{kernel_size}x{kernel_size} convolution and {pool}x{pool} pooling"
             )
-        layers += [nn.Conv2d(in_channels, out_channels, kernel_size), nn.MaxPool2d(pool)]
-        neurons.append(len(layers))
-        layers.append(neuron())
-        in_channels = out_channels
-    layers += [nn.Flatten(), nn.Linear(in_channels * height * width, num_classes)]
-    neurons.append(len(layers))
-    layers.append(neuron())
-    return SpikingSequential(*layers, neurons=neurons)
+    specs: list = []
+    for out_channels in channels:
+        specs += [Conv(out_channels, kernel_size), Pool("max", pool)]
+    return build_network([*specs, FC()], input_shape, num_classes, neuron)

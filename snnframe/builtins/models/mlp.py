@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from snnframe.builtins.models.layers import call_neuron
 from snnframe.engine.sequential import SpikingSequential
 
 
@@ -33,6 +34,6 @@ def mlp(
     for width in [*hidden, num_classes]:
         layers.append(nn.Linear(size, width))
         neurons.append(len(layers))
-        layers.append(neuron())
+        layers.append(call_neuron(neuron, (width,)))
         size = width
     return SpikingSequential(*layers, neurons=neurons)
