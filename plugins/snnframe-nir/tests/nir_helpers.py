@@ -1,0 +1,70 @@
+"""Helpers for the plugin's tests: test inputs, and running the other libraries' NIR imports."""
+
+
+def digits_batch(run, count=64):
+    """``(encoded input [T, B, ...], labels)`` of the first test digits of a loaded run."""
+    from torch.utils.data import default_collate
+
+    _, test = run.splits()
+    batch = default_collate([test[i] for i in range(min(count, len(test)))])
+    images, labels = batch
+    return run.encoder(images).contiguous(), labels
+
+
+# ---- the other libraries -----------------------------------------------------------------------
+
+
+def reset_snntorch(module):
+    """Zero every snnTorch hidden state inside ``module`` (recursively, sub-GraphModules too)."""
+    import torch
+
+    for m in module.modules():
+        if hasattr(m, "reset_mem") and hasattr(m, "init_hidden"):
+            m.reset_mem()
+            for name in ("mem", "syn", "spk"):
+                if hasattr(m, name):
+                    setattr(m, name, torch.zeros(0))
+
+
+def run_graph_module(gm, x):
+    """A nirtorch ``GraphModule`` (what ``snntorch.import_nir.import_from_nir`` returns) over ``x [T, B, ...]``.
+
+    ``gm(x_t, state) -> (y_t, state)`` is one step; the state must be passed back in, or recurrent
+    edges silently start from zero every step. snnTorch neurons keep their own state: reset first.
+    """
+    import torch
+
+    reset_snntorch(gm)
+    state, out = None, []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            y, state = gm(x[t], state)
+            out.append(y)
+    return torch.stack(out)
+
+
+def fix_flattens(module):
+    """snnTorch 1.0.0 bug 2 (docs/nir.md): its importer maps NIR ``Flatten(0, -1)`` (per sample) to
+    ``torch.nn.Flatten(0, -1)``, which flattens the batch too; shift the non-negative dims by one."""
+    import torch
+
+    for m in module.modules():
+        if isinstance(m, torch.nn.Flatten):
+            if m.start_dim >= 0:
+                m.start_dim += 1
+            if m.end_dim >= 0:
+                m.end_dim += 1
+    return module
+
+
+def snntorch_import(path):
+    """``snntorch.import_nir.import_from_nir(nir.read(path))`` with the workaround for bug 2."""
+    import nir
+    from snntorch.import_nir import import_from_nir
+
+    return fix_flattens(import_from_nir(nir.read(str(path))))
+
+
+def agreement(a, b) -> float:
+    """The fraction of elements (spike or no spike) on which two spike tensors agree."""
+    return float((a == b).float().mean())
