@@ -1,4 +1,72 @@
-"""Helpers for the plugin's tests: test inputs, and running the other libraries' NIR imports."""
+"""Helpers for the plugin's tests: small trained runs, test inputs, and the other libraries' NIR imports."""
+
+from pathlib import Path
+
+import snnframe_nir  # the checkout's (conftest.py puts it first on sys.path)
+
+REPO = Path(__file__).resolve().parents[3]
+
+# The quick start, small: 5 epochs on every 8th digit, 10 steps (about 6 s on 2 cores), enough for
+# every layer to spike
+SMALL = [
+    "--set",
+    "train.epochs=5",
+    "--set",
+    "train.lr=1e-2",
+    "--set",
+    "train.milestones=[]",
+    "--set",
+    "encoder.num_steps=10",
+    "--set",
+    "data.subset=8",
+    "--set",
+    "data.test_subset=8",
+    "--set",
+    "visualize=[]",
+]
+AVGPOOL_ZERO = [  # the "Done when" network: average pooling and reset_mechanism = "zero"
+    "--set",
+    "model.kind=layers",
+    "--set",
+    "model.spec=12C5-AP2-64C5-AP2-FC10",
+    "--set",
+    'model.neuron.reset_mechanism="zero"',
+]
+
+
+def nir_plugins():
+    """The installed plugins plus this checkout's snnframe-nir (once: also when it is installed)."""
+    from snnframe.plugins import load_plugins
+
+    plugins = load_plugins()
+    if "nir" not in plugins.registry("architectures"):
+        plugins = load_plugins(extra=[("nir", snnframe_nir)])
+    return plugins
+
+
+def train(plugins, out: Path, name: str, *args: str) -> Path:
+    """``snnframe run`` the quick start with :data:`SMALL` and ``args`` into ``out/name``."""
+    from click.testing import CliRunner
+
+    from snnframe.cli import make_cli
+
+    result = CliRunner().invoke(
+        make_cli(plugins),
+        [
+            "run",
+            str(REPO / "recipes" / "quickstart.toml"),
+            "--set",
+            f"experiment.out_dir={out}",
+            "--set",
+            f"experiment.name={name}",
+            *SMALL,
+            *args,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out / name
+
+
 
 
 def digits_batch(run, count=64):
