@@ -148,7 +148,8 @@ def from_nodes(neuron, threshold=None, dt: float = DT) -> Dynamics:
             raise ConventionError(
                 f"{name} has {what} = {float(tau.min()):g} s, shorter than the time step dt = {dt:g} s, which makes "
                 "the Euler step unstable (decay below 0); the file was written for a longer time step: set "
-                "model.dt to it (Norse writes for dt = 1e-3)"
+                "model.dt to it (a graph from Norse 1.1's to_nir needs model.dt = 1e-6 for Norse's default "
+                "dt = 1e-3: it writes tau = dt * tau; see docs/nir.md)"
             )
         return np.clip(1.0 - dt / tau, 0.0, 1.0)
 

@@ -67,8 +67,6 @@ def train(plugins, out: Path, name: str, *args: str) -> Path:
     return out / name
 
 
-
-
 def digits_batch(run, count=64):
     """``(encoded input [T, B, ...], labels)`` of the first test digits of a loaded run."""
     from torch.utils.data import default_collate

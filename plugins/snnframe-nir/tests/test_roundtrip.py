@@ -119,11 +119,11 @@ def test_fields_edited_after_export_win_over_the_metadata(plugins, tmp_path):
 
 def test_a_graph_for_norses_time_step_reads_with_dt(plugins):
     """Norse writes LIF nodes with r = 1 and time constants for dt = 1e-3: v <- v + dt / tau (v_leak - v + I)."""
-    tau = np.full(10, 5e-3, dtype=np.float32)
+    tau, ones = np.full(10, 5e-3, dtype=np.float32), np.ones(10, np.float32)
     weight = np.random.default_rng(0).normal(0, 1, (10, 16)).astype(np.float32)
     graph = nir.NIRGraph.from_list(
         nir.Affine(weight=weight, bias=np.zeros(10, np.float32)),
-        nir.LIF(tau=tau, r=np.ones(10, np.float32), v_leak=np.zeros(10, np.float32), v_threshold=np.ones(10, np.float32)),
+        nir.LIF(tau=tau, r=ones, v_leak=np.zeros(10, np.float32), v_threshold=ones),
     )
     with pytest.raises(ImportProblem, match="shorter than the time step"):
         build_network(graph, (16,), 10, dt=1e-2, plugins=plugins)
