@@ -46,7 +46,7 @@ class NIRExportError(SnnframeError):
 @dataclasses.dataclass
 class Problem:
     what: str  # "max-pooling: NIR has no max-pool node"
-    where: str  # 'token 2 "MP2"'
+    where: str  # 'model.spec token 2 "MP2" (module 1)', a Place
     advice: str  # "train with AP2 instead of MP2"
     approximation: str | None = None  # what --approximate writes instead; None: nothing comes near
 
@@ -72,11 +72,28 @@ class Exported:
 # ---- naming the layers in messages ---------------------------------------------------------
 
 
+class Place(str):
+    """How a message names one layer (the string), and how to name several together ("spiking layers 1 and 2")."""
+
+    def __new__(cls, text: str, unit: str = "", number: str = "", context: str = ""):
+        place = super().__new__(cls, text)
+        place.unit, place.number, place.context = unit, number, context
+        return place
+
+
+def _places(places: list[str]) -> str:
+    keys = {(getattr(p, "unit", ""), getattr(p, "context", "")) for p in places}
+    if len(places) > 1 and len(keys) == 1 and next(iter(keys))[0]:
+        unit, context = next(iter(keys))
+        return f"{unit}s {_join([p.number for p in places])}{context}"
+    return _join(places)
+
+
 class Names:
     """How messages name a module: by its token of the ``layers`` notation where the model keeps them."""
 
     def __init__(self, model: nn.Module, tables: dict[int, str] | None = None):
-        self.tokens: dict[int, tuple[str, str]] = {}  # module index -> (token, "token 2")
+        self.tokens: dict[int, tuple[str, str, str, str]] = {}  # module index -> (token, unit, number, context)
         self.stage_of: dict[int, int] = {}  # neuron module index -> stage index
         self.spec = getattr(model, "spec", None)
         self.tables = tables or {}
@@ -88,30 +105,36 @@ class Names:
             where = getattr(layer, "where", None)
             token = layer.token()
             if where is None:  # built in code (csnn): the notation it stands for
-                self.tokens[index] = (token, f'layer {n} "{token}" of {self.spec}')
+                self.tokens[index] = (token, "layer", f'{n} "{token}"', f" of {self.spec}")
             elif getattr(where, "start", -1) < 0:  # the table form
-                self.tokens[index] = (token, f'model.layers[{where.index - 1}] ("{token}")')
+                self.tokens[index] = (token, "", f'model.layers[{where.index - 1}] ("{token}")', "")
             else:
-                self.tokens[index] = (token, f'model.spec token {where.index} "{where.text}"')
+                self.tokens[index] = (token, "model.spec token", f'{where.index} "{where.text}"', "")
         for s, stage in enumerate(stages):
             self.stage_of[stage[-1]] = s
         self.stages = stages
 
-    def module(self, index: int, module: nn.Module) -> str:
+    def module(self, index: int, module: nn.Module) -> Place:
         if index in self.tokens:
-            return f"{self.tokens[index][1]} (module {index}, {type(module).__name__})"
-        return f"module {index} ({type(module).__name__})"
+            _, unit, number, context = self.tokens[index]
+            return Place(f"{unit} {number}{context} (module {index})".lstrip(), unit, number, context)
+        kind = type(module).__name__
+        return Place(f"module {index} ({kind})", "module", str(index), f" ({kind})")
+
+    def table_form(self, index: int) -> bool:
+        return index in self.tokens and not self.tokens[index][1]
 
     def token(self, index: int) -> str | None:
         return self.tokens.get(index, (None, None))[0]
 
-    def neuron(self, index: int, number: int, kind: str) -> str:
+    def neuron(self, index: int, number: int, kind: str) -> Place:
         after = ""
         stage = self.stage_of.get(index)
         if stage is not None and self.stages[stage][0] in self.tokens:
             after = f', after "{self.tokens[self.stages[stage][0]][0]}"'
         table = f", [{self.tables[number]}]" if number in self.tables else ""
-        return f'spiking layer {number} (module {index}, neuron "{kind}"{after}{table})'
+        text = f'spiking layer {number} (module {index}, neuron "{kind}"{after}{table})'
+        return Place(text, "spiking layer", str(number), f' (neuron "{kind}"{table})')
 
 
 # ---- neurons ---------------------------------------------------------------------------------
@@ -449,7 +472,7 @@ def _report(name: str, problems: list[Problem], approximate: bool) -> str:
         groups.setdefault((p.what, p.advice), []).append(p.where)
     items = []
     for (what, advice), wheres in groups.items():
-        items.append(f"{what}, in {_join(wheres)}: {advice}")
+        items.append(f"{what}, in {_places(wheres)}: {advice}")
     can = [p for p in problems if p.approximation is not None]
     tail = "" if approximate or len(can) < len(problems) else " (or pass --approximate to export the nearest NIR nodes)"
     if len(items) == 1:
@@ -531,7 +554,7 @@ def _stateless(b: _Builder, module: nn.Module, index: int, shape: tuple[int, ...
     if isinstance(module, nn.MaxPool2d):
         k = int(_pair(module.kernel_size)[0])
         token = names.token(index)
-        if token is not None and names.tokens[index][1].startswith("model.layers"):
+        if token is not None and names.table_form(index):
             advice = 'train with type = "avgpool" instead of "maxpool" (or "sumpool")'
         else:
             advice = f"train with AP{k} instead of MP{k} (average pooling; or SP{k}, sum pooling)"

@@ -105,6 +105,25 @@ def test_every_exactly_exported_neuron_round_trips_bit_for_bit(neuron, params, p
             assert learnt(a) == learnt(b)
 
 
+def test_a_builtin_recurrent_cell_without_reset_comes_back_through_its_li_threshold_loop(plugins):
+    net = random_net(plugins, "FC24-FC10", "rsynaptic", (16,), reset_mechanism="none", threshold=2.0)
+    exported = export_model(net, (16,), plugins=plugins)
+    cell = exported.graph.nodes["l01_cubali_rnn"]
+    assert sorted(cell.edges) == sorted(
+        [("input", "cubali"), ("cubali", "threshold"), ("threshold", "w_rec"), ("w_rec", "cubali")]
+        + [("threshold", "output")]
+    )
+    buffer = io.BytesIO()
+    nir.write(buffer, exported.graph)
+    buffer.seek(0)
+    again = build_network(nir.read(buffer), (16,), 10, plugins=plugins)
+    x = (torch.rand(30, 8, 16) < 0.4).float()
+    ours, back = layer_spikes(net, x), layer_spikes(again, x)
+    assert ours[0].sum() > 100
+    # the recurrent bias moved into the layer before: the same sums in another order
+    assert all(float((a == b).float().mean()) >= 0.99 for a, b in zip(ours, back))
+
+
 def test_fields_edited_after_export_win_over_the_metadata(plugins, tmp_path):
     net = random_net(plugins, "FC10", "leaky", (16,), reset_mechanism="zero", beta=0.5)
     graph = export_model(net, (16,), plugins=plugins).graph

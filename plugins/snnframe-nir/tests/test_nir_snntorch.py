@@ -175,3 +175,17 @@ def test_a_graph_snntorch_exported_runs_in_snnframe_with_the_same_spikes(plugins
         assert theirs.sum() > 50
         share = compare(ours, theirs)
     assert share == 1.0  # exact (beta = 1 - dt / tau comes back as the float32 snnTorch holds)
+
+
+def test_the_worked_example_of_docs_nir_md_runs(csnn_run, plugins, capsys):
+    """docs/nir.md's snnTorch example, on the small trained run instead of runs/quickstart_nir."""
+    import re
+
+    from nir_helpers import REPO
+
+    export_run(csnn_run, plugins=plugins)  # RUN_DIR/model.nir, as snnframe export-nir RUN_DIR
+
+    text = (REPO / "docs" / "nir.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "import_from_nir" in b)
+    exec(compile(block.replace("runs/quickstart_nir", str(csnn_run)), "docs/nir.md", "exec"), {})
+    assert "identical spikes: True" in capsys.readouterr().out
