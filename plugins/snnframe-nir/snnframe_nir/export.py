@@ -145,7 +145,10 @@ class NeuronForm:
     """A neuron as NIR sees it: its dynamics, recurrent weights and how to rebuild it in snnframe."""
 
     dynamics: Dynamics
-    recurrent: Any = None  # None, ("linear", W, b|None), ("conv", W, b|None, padding), ("scale", V)
+    # None, ("linear", W, b|None), ("conv", W, b|None, padding), ("scale", V); "bias_from_t0": the bias of
+    # the recurrent weights enters at t = 0 too (the built-ins, snnTorch), so it moves to the layer before
+    recurrent: Any = None
+    bias_from_t0: bool = True
     restore: dict | None = None  # {"kind", "args", "state"}: metadata for an exact re-import
     problems: list[Problem] = dataclasses.field(default_factory=list)
 
@@ -316,7 +319,8 @@ def _nir_neuron(module: NIRNeuron) -> NeuronForm:
             "synaptic": module.synaptic,
         }
         restore = {"kind": "nir", "args": args, "state": _scalar_state(module)}
-    return NeuronForm(d, recurrent=_recurrent_of(module), restore=restore)
+    # NIRNeuron applies its recurrent weights from t = 1, as NIR graphs do: a bias stays where it is
+    return NeuronForm(d, recurrent=_recurrent_of(module), restore=restore, bias_from_t0=False)
 
 
 def _builtin_recurrent(module: nn.Module, kind: str, where: str) -> NeuronForm:
@@ -346,7 +350,10 @@ def _pair(value) -> np.ndarray:
 
 
 def _f32(array) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+    """A float32 copy (a graph shares no memory with the model it was written from)."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return np.array(array, dtype=np.float32, copy=True, order="C")
 
 
 class _Builder:
@@ -651,7 +658,7 @@ def _neuron(
         for node in neuron_nodes:
             b.add(node)
         return
-    w_rec = _recurrent_node(b, form.recurrent, shape, where)
+    w_rec = _recurrent_node(b, form.recurrent, shape, where, form.bias_from_t0)
     if w_rec is None:
         return
     inner = {"input": nir.Input(input_type={"input": np.array(shape, dtype=np.int64)})}
@@ -666,8 +673,8 @@ def _neuron(
     b.add(cell, f"{keys[0]}_rnn")
 
 
-def _recurrent_node(b: _Builder, recurrent: Any, shape: tuple[int, ...], where: str):
-    """The NIR node of recurrent weights (bias-free; a bias is folded into the layer before)."""
+def _recurrent_node(b: _Builder, recurrent: Any, shape: tuple[int, ...], where: str, bias_from_t0: bool = True):
+    """The NIR node of recurrent weights; a bias that enters from t = 0 is folded into the layer before."""
     import nir
 
     kind = recurrent[0]
@@ -677,6 +684,10 @@ def _recurrent_node(b: _Builder, recurrent: Any, shape: tuple[int, ...], where: 
             return nir.Linear(weight=_f32(np.diag(np.broadcast_to(value, shape))))
         return nir.Scale(scale=_f32(np.broadcast_to(value, shape)))
     weight, bias = recurrent[1], recurrent[2]
+    if bias is not None and not bias_from_t0:  # NIR's own semantics: the recurrent edge is empty at t = 0
+        if kind == "linear":
+            return nir.Affine(weight=_f32(weight), bias=_f32(bias))
+        return _recurrent_conv(weight, bias, shape, recurrent[3])
     if bias is not None and np.any(bias != 0):
         if not b.fold(bias):
             b.problems.append(
@@ -692,14 +703,20 @@ def _recurrent_node(b: _Builder, recurrent: Any, shape: tuple[int, ...], where: 
         )
     if kind == "linear":
         return nir.Linear(weight=_f32(weight))
+    return _recurrent_conv(weight, None, shape, recurrent[3])
+
+
+def _recurrent_conv(weight, bias, shape: tuple[int, ...], padding):
+    import nir
+
     return nir.Conv2d(
         input_shape=tuple(int(s) for s in shape[1:]),
         weight=_f32(weight),
         stride=np.array([1, 1]),
-        padding=_pair(recurrent[3]),
+        padding=_pair(padding),
         dilation=np.array([1, 1]),
         groups=1,
-        bias=np.zeros(weight.shape[0], dtype=np.float32),
+        bias=_f32(np.zeros(weight.shape[0]) if bias is None else bias),
     )
 
 

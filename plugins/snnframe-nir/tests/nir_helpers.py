@@ -123,12 +123,48 @@ def fix_flattens(module):
     return module
 
 
-def snntorch_import(path):
-    """``snntorch.import_nir.import_from_nir(nir.read(path))`` with the workaround for bug 2."""
+def fix_pools(graph):
+    """snnTorch 1.0.0 bug 1: its exporter writes ``AvgPool2d(kernel_size=2)`` with an int, which its importer
+    cannot read (``tuple(2)``); make every pool's sizes pairs. snnframe's files need nothing."""
+    import nir
+    import numpy as np
+
+    for node in graph.nodes.values():
+        if isinstance(node, nir.NIRGraph):
+            fix_pools(node)
+        elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            for field in ("kernel_size", "stride", "padding"):
+                value = np.asarray(getattr(node, field)).astype(np.int64).reshape(-1)
+                setattr(node, field, np.repeat(value, 2) if value.size == 1 else value)
+    return graph
+
+
+def topo_order(graph):
+    """snnTorch 1.0.0 / nirtorch 2.6 bug 4: ``nir.read`` returns nodes alphabetically, and nirtorch re-wires a
+    recurrent sub-graph met before its predecessor, then crashes (``'GraphModule' object has no attribute
+    'items'``); re-insert the nodes in graph order. snnframe's node names already sort in graph order."""
+    import nir
+
+    order, seen = [], set()
+    queue = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    while queue:
+        key = queue.pop(0)
+        if key not in seen:
+            seen.add(key)
+            order.append(key)
+            queue += [b for a, b in graph.edges if a == key and b not in seen]
+    graph.nodes = {k: graph.nodes[k] for k in order + [k for k in graph.nodes if k not in seen]}
+    return graph
+
+
+def snntorch_import(path, snntorch_file=False):
+    """``snntorch.import_nir.import_from_nir(nir.read(path))`` with the workaround for bug 2; for a file
+    snnTorch wrote itself, also for bugs 1 and 4."""
     import nir
     from snntorch.import_nir import import_from_nir
 
-    return fix_flattens(import_from_nir(nir.read(str(path))))
+    graph = nir.read(str(path))
+    return fix_flattens(import_from_nir(topo_order(fix_pools(graph)) if snntorch_file else graph))
 
 
 def agreement(a, b) -> float:
