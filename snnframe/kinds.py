@@ -15,9 +15,10 @@ class Kind:
     """One kind of component.
 
     ``path`` is where its recipe tables sit: ``"model.neuron"`` (one table), ``"visualize[]"``
-    (a list of tables, ``[[visualize]]``) or ``"model.neurons.*"`` (a table of tables keyed by
-    name). ``injected`` are the keyword arguments the core passes to the factory itself (a
-    recipe cannot set them). ``optional``: the table may be left out. ``has_default``: when the
+    (a list of tables, ``[[visualize]]``, in which a plain string ``"name"`` stands for the
+    table ``{kind = "name"}``) or ``"model.neurons.*"`` (a table of tables keyed by name).
+    ``injected`` are the keyword arguments the core passes to the factory itself (a recipe
+    cannot set them). ``optional``: the table may be left out. ``has_default``: when the
     table or its ``kind`` is left out, the component a plugin registered with ``default=True``
     is used.
     """
@@ -87,6 +88,13 @@ KINDS: tuple[Kind, ...] = (
         "losses on output spikes [T, B, classes] and targets",
         optional=True,
         has_default=True,
+    ),
+    Kind(
+        "loggers",
+        "logger",
+        "train.loggers[]",
+        "loggers: each epoch's metrics to TensorBoard, W&B, MLflow, ...",
+        optional=True,
     ),
     Kind(
         "visualizers",

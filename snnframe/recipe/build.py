@@ -82,6 +82,7 @@ class Components:
     loss: Any
     trainer: Any
     visualizers: list[tuple[str, Any]]
+    loggers: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
 def construct(
@@ -119,7 +120,8 @@ def construct(
     t = recipe.train
     trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss) if loss is not None else None
     visualizers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["visualizers"])]
-    return Components(dataset, encoder, model, loss, trainer, visualizers)
+    loggers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["loggers"])]
+    return Components(dataset, encoder, model, loss, trainer, visualizers, loggers)
 
 
 def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> NeuronFactory | None:

@@ -243,9 +243,13 @@ def _tables_of(kind: Kind, value: Any, problems: Problems) -> Iterator[tuple[str
         return
     if kind.path.endswith("[]"):
         if not isinstance(value, list):
-            problems.add(kind.base, f"{kind.base}: expected a list of tables ([[{kind.base}]]), got {show(value)}")
+            problems.add(
+                kind.base, f"{kind.base}: expected a list of tables ([[{kind.base}]]) or names, got {show(value)}"
+            )
             return
         for i, item in enumerate(value):
+            if isinstance(item, str):  # a name alone: ["tensorboard"] is [{kind = "tensorboard"}]
+                item = {"kind": item}
             yield f"{kind.base}[{i}]", _table_or_report(item, f"{kind.base}[{i}]", problems)
     elif kind.many:
         if not isinstance(value, dict):

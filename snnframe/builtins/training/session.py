@@ -12,16 +12,17 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from snnframe.builtins.training.checkpoint import FORMAT_VERSION, capture_rng, copy_checkpoint, save_checkpoint
+from snnframe.builtins.training.diagnostics import epoch_warnings
 from snnframe.builtins.training.distributed import DistContext
 from snnframe.builtins.training.errors import TrainingDiverged
 from snnframe.builtins.training.loaders import build_loaders
 from snnframe.builtins.training.optim import build_optimizer, build_scheduler
 from snnframe.builtins.training.progress import percent, progress_bar, redirect_logging
 from snnframe.builtins.training.resume import epoch_seed, resume, start_random_streams
-from snnframe.contracts import Experiment, TrainResult
+from snnframe.contracts import EpochReport, Experiment, TrainResult
 from snnframe.data import split_batch
 from snnframe.engine import host_memory
-from snnframe.engine.metrics import correct_count
+from snnframe.engine.metrics import FiringRecorder, correct_count
 from snnframe.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE
 
 log = logging.getLogger("snnframe.train")
@@ -114,7 +115,7 @@ class Session:
             train_loss, train_acc = self._train_epoch(epoch)
             train_seconds = time.perf_counter() - began
             began = time.perf_counter()
-            test_loss, test_acc = self._evaluate()
+            test_loss, test_acc, firing = self._evaluate()
             eval_seconds = time.perf_counter() - began
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -127,6 +128,7 @@ class Session:
                 "lr": lr,
                 "train_seconds": round(train_seconds, 3),
                 "eval_seconds": round(eval_seconds, 3),
+                "firing_rates": firing.rates(),
             }
             self.history.append(row)
             self.log.info(
@@ -140,12 +142,16 @@ class Session:
                 lr,
                 train_seconds + eval_seconds,
             )
+            for warning in epoch_warnings(self.history, self._diagnostics()):
+                self.log.warning("warning: %s", warning)
             rng = self.dist.all_gather(capture_rng(self.device))  # every process's, for the checkpoint
             if self.is_main:
                 self.save(epoch, rng)
                 with open(self.metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                     f.flush()
+                if self.exp.loggers:
+                    self.exp.log_epoch(EpochReport(epoch, row, firing.neuron_rates()))
         return TrainResult(model=self.model, history=self.history, device=self.device, is_main=self.is_main)
 
     def _begin_epoch(self, epoch: int) -> None:
@@ -222,11 +228,22 @@ class Session:
             'Lower train.lr, set train.grad_clip, or use precision = "fp32".'
         )
 
-    def _evaluate(self) -> tuple[float | None, float | None]:
+    def _diagnostics(self) -> dict[str, Any]:
+        loss_table = self.exp.recipe.get("train", {}).get("loss", {})
+        return {
+            "silent_below": self.t.warn_silent_below,
+            "saturated_above": self.t.warn_saturated_above,
+            "num_classes": self.exp.info.num_classes,
+            "loss_kind": loss_table.get("kind") if isinstance(loss_table, dict) else None,
+        }
+
+    def _evaluate(self) -> tuple[float | None, float | None, FiringRecorder]:
+        """Test loss and accuracy, and each spiking layer's firing rate on the test set."""
         net = self.eval_net
         net.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        with torch.no_grad():
+        firing = FiringRecorder(self.model)
+        with torch.no_grad(), firing:
             for batch in self.test_loader:
                 inputs, targets = split_batch(batch, self.device, non_blocking=True)
                 with self._autocast():
@@ -241,10 +258,12 @@ class Session:
                     ]
                 )
         self.dist.sum_(totals)
+        if self.dist.active:
+            firing.gather(self.dist.all_gather)
         loss_sum, correct, count = totals.tolist()
         if count == 0:
-            return None, None
-        return loss_sum / count, correct / count
+            return None, None, firing
+        return loss_sum / count, correct / count, firing
 
     def save(self, epoch: int, rng: list[dict[str, Any]]) -> None:
         state = {
