@@ -98,6 +98,7 @@ class LoadedRun:
     dataset: Any
     encoder: Any
     checkpoint: Path
+    loss: Any = None  # the recipe's loss: loss(spikes [T, B, C], targets [B]) -> scalar
 
     @property
     def info(self) -> Any:
@@ -159,4 +160,5 @@ def load_run(run_dir: str | Path, overrides: list[str] = (), plugins: Any = None
         built.components.dataset,
         built.components.encoder,
         last,
+        built.components.loss,
     )

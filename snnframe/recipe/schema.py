@@ -26,7 +26,7 @@ from snnframe.errors import RecipeError, did_you_mean
 from snnframe.kinds import KINDS, Kind
 from snnframe.recipe.params import check_value, show
 
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")  # "=": sweep runs are named <name>-s0-train.lr=0.01
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
@@ -45,7 +45,7 @@ def _not_negative(value: Any) -> str | None:
 def _plain_name(value: str) -> str | None:
     if _PLAIN_NAME.fullmatch(value) and value not in {".", ".."} and ".." not in value:
         return None
-    return "must be a plain directory name (letters, digits, '.', '_', '-'), not a path"
+    return "must be a plain directory name (letters, digits, '.', '_', '-', '='), not a path"
 
 
 def _device(value: str) -> str | None:
