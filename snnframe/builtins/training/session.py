@@ -86,8 +86,9 @@ class Session:
         if self.t.compile:
             net = torch.compile(net)
         self.train_net = net
-        # evaluation runs unwrapped under DDP: ranks hold different numbers of test batches
-        self.eval_net = self.model if self.dist.active else net
+        # evaluation runs the plain model: under DDP ranks hold different numbers of test batches, and
+        # the firing-rate hooks it adds each epoch would make torch.compile recompile the model every time
+        self.eval_net = self.model
 
     def run(self) -> TrainResult:
         start, saved_rng = resume(self)
