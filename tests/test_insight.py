@@ -295,3 +295,48 @@ def test_without_tensorboard_the_logger_names_the_extra_to_install(monkeypatch, 
         "train.loggers[0]: the tensorboard logger needs the tensorboard package: pip install 'snnframe[tensorboard]'"
         in result.output
     )
+
+
+def test_logger_plugins_register_without_importing_torch_or_tensorboard():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import snnframe.builtins.loggers as loggers\n"
+        "seen = {}\n"
+        "loggers.register_loggers(lambda name, ref, **options: seen.setdefault(name, ref))\n"
+        "assert not {'torch', 'tensorboard'} & set(sys.modules), sorted(sys.modules)\n"
+        "print(seen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == {"tensorboard": "snnframe.builtins.loggers.tensorboard:TensorBoardLogger"}
+
+
+def test_a_resumed_run_replaces_the_tensorboard_events_of_epochs_after_its_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from snnframe.builtins.loggers.tensorboard import TensorBoardLogger, scalars
+    from snnframe.contracts import EpochReport, LoggerContext
+
+    def log(resume, rows):
+        logger = TensorBoardLogger(histograms=False)
+        logger.start(LoggerContext(tmp_path, "run", {}, resume))
+        for epoch, acc in rows:
+            logger.log_epoch(EpochReport(epoch, {"epoch": epoch, "test_acc": acc, "firing_rates": {"1:leaky": 0.5}}))
+        logger.close()
+
+    log(False, [(1, 0.1), (2, 0.2), (3, 0.3)])  # epoch 3 was logged, but the run died before its checkpoint
+    log(True, [(3, 0.35), (4, 0.4)])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("test_acc")] == [
+        (1, 0.1),
+        (2, 0.2),
+        (3, 0.35),
+        (4, 0.4),
+    ]
+    assert scalars({"epoch": 1, "a": 1, "b": None, "c": True, "d": {"e": 2.5}, "f": float("nan")}) == {
+        "a": 1.0,
+        "d/e": 2.5,
+    }
