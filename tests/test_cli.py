@@ -191,6 +191,7 @@ def test_list_plugins_json(invoke):
         "architectures",
         "losses",
         "trainers",
+        "loggers",
         "visualizers",
     }
 
