@@ -112,13 +112,18 @@ def snnframe_model(input_shape, neuron="leaky"):
     from snnframe.builtins.neurons.leaky import Leaky
     from snnframe.engine.surrogate import FastSigmoid
 
-    cls = {"leaky": Leaky, "step": StepLIF}[neuron]
+    class GenericStepLIF(StepLIF):
+        fuse_affine = False  # the engine's generic per-step loop, not the fused LIF scan
+
+    cls = {"leaky": Leaky, "step": StepLIF, "generic": GenericStepLIF}[neuron]
     return csnn(
         input_shape=input_shape, num_classes=10, neuron=lambda: cls(beta=BETA, surrogate=FastSigmoid(slope=SLOPE))
     )
 
 
-SIDES = {"snnTorch": None, "snnframe": "leaky", "step-LIF": "step"}  # side name -> snnframe neuron
+# side name -> snnframe neuron; step-LIF's affine charge runs on the fused LIF scan, step-generic
+# forces the same neuron through the generic per-step loop (what a non-affine charge gets)
+SIDES = {"snnTorch": None, "snnframe": "leaky", "step-LIF": "step", "step-generic": "generic"}
 
 
 def snnframe_side(model, x, y, precision, name="snnframe"):
@@ -329,7 +334,7 @@ def main(argv=None):
     p.add_argument("--no-eval", action="store_true", help="skip the no-grad evaluation timing")
     p.add_argument(
         "--sides",
-        default="snnTorch,snnframe,step-LIF",
+        default="snnTorch,snnframe,step-LIF,step-generic",
         help="which implementations to run (snnTorch first: ratios are against it)",
     )
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
@@ -395,7 +400,7 @@ def print_row(workload, batch, steps, train, evals, mem, rate):
         for name in names:
             t = statistics.median(train[name])
             ratio = "" if name == names[0] else f"   speed-up {base / t:.2f}x"
-            print(f"  train step  {name:9} {fmt_spread(train[name])} = {batch / t:.0f} samples/s{ratio}")
+            print(f"  train step  {name:12} {fmt_spread(train[name])} = {batch / t:.0f} samples/s{ratio}")
         if "snnTorch" in train:
             floor_seed, floor_own = step_flops(workload, False) / rate, step_flops(workload, True) / rate
             print(
@@ -420,9 +425,10 @@ def print_row(workload, batch, steps, train, evals, mem, rate):
 
 
 def _versus_builtin(values, what):
-    if "snnframe" in values and "step-LIF" in values:
-        ratio = statistics.median(values["step-LIF"]) / statistics.median(values["snnframe"])
-        print(f"  step-LIF / built-in leaky, {what}: {ratio:.2f}x")
+    for name in ("step-LIF", "step-generic"):
+        if "snnframe" in values and name in values:
+            ratio = statistics.median(values[name]) / statistics.median(values["snnframe"])
+            print(f"  {name} / built-in leaky, {what}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from snnframe import __version__
-from snnframe.errors import SnnframeError
+from snnframe.errors import SnnframeError, did_you_mean
 from snnframe.kinds import NAMES
-from snnframe.plugins import Plugins, load_plugins
+from snnframe.plugins import DISABLE_ENV, Plugins, load_plugins
 
 
 class _Failure(click.ClickException):
@@ -68,6 +68,12 @@ def make_cli(plugins: Plugins) -> click.Group:
                 f"skipped: {failed.error}",
                 err=True,
             )
+        for name in plugins.unknown_disabled:
+            click.echo(
+                f'snnframe: warning: {DISABLE_ENV} names "{name}", which is no installed plugin, so it disables '
+                f"nothing{did_you_mean(name, plugins.known)}; plugins: {', '.join(plugins.known) or 'none'}",
+                err=True,
+            )
 
     @cli.command()
     @_recipe_argument
@@ -97,7 +103,7 @@ def make_cli(plugins: Plugins) -> click.Group:
         """Check RECIPE as `run` would (plugins, keys, values, run directory), without reading data or training."""
         from snnframe.run import prepare
 
-        prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins)
+        prepared = prepare(recipe, list(overrides), resume=resume, plugins=plugins, read_checkpoint_now=resume)
         if show:
             import tomli_w
 
@@ -110,12 +116,21 @@ def make_cli(plugins: Plugins) -> click.Group:
         )
 
     @cli.command("list-plugins")
-    @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version}.")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version, default}."
+    )
     @click.option("--kind", type=click.Choice(NAMES), help="Only this component kind.")
     def list_plugins(as_json: bool, kind: str | None) -> None:
         """List every registered component and the plugin it came from."""
         rows = [
-            {"kind": k, "name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version}
+            {
+                "kind": k,
+                "name": e.name,
+                "plugin": e.plugin,
+                "distribution": e.distribution,
+                "version": e.version,
+                "default": e.default,
+            }
             for k in NAMES
             if kind in (None, k)
             for e in plugins.registry(k)
@@ -123,7 +138,9 @@ def make_cli(plugins: Plugins) -> click.Group:
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
-        _print_table(rows)
+        _print_table([{**r, "name": r["name"] + ("*" if r["default"] else "")} for r in rows])
+        if any(r["default"] for r in rows):
+            click.echo("\n* the default when a recipe leaves the kind out")
         if plugins.failed:
             click.echo("\nFailed plugins:")
             for p in plugins.failed:

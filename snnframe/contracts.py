@@ -175,6 +175,24 @@ class Experiment:
     loggers: list[tuple[str, Logger]] = attrs.field(factory=list)  # started; empty on ranks > 0
     logger_failures: list[str] = attrs.field(factory=list, init=False)
     _splits: tuple[Any, Any] | None = attrs.field(default=None, init=False, repr=False)
+    _on_begin: list[Callable[[], Any]] = attrs.field(factory=list, init=False, repr=False)
+
+    def begin(self) -> None:
+        """Say that training begins: the trainer has read and checked what it resumes from.
+
+        A trainer calls this once, after loading its checkpoint (on ``--resume``) and before it
+        writes anything into the run directory. On ``--resume`` the core writes ``recipe.toml`` and
+        ``training.log`` only from then on, so that a resume that fails (a damaged checkpoint)
+        leaves the run directory exactly as it was. Further calls do nothing; a trainer that never
+        calls it gets those files written when ``fit`` returns.
+        """
+        callbacks, self._on_begin = self._on_begin, []
+        for callback in callbacks:
+            callback()
+
+    def on_begin(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` at :meth:`begin` (the core's use)."""
+        self._on_begin.append(callback)
 
     @property
     def info(self) -> DatasetInfo:
@@ -192,8 +210,9 @@ class Experiment:
         """Hand a finished epoch to every logger (trainers call this once per epoch, on the main process).
 
         A logger that raises is reported in the log and dropped; training goes on, and the run
-        reports the failure when it ends.
+        reports the failure when it ends. Training has begun by then (see :meth:`begin`).
         """
+        self.begin()
         for name, logger in list(self.loggers):
             try:
                 logger.log_epoch(report)

@@ -67,6 +67,16 @@ class TrainingError(SnnframeError):
     exit_code = 1
 
 
+class Preempted(TrainingError):
+    """Training stopped on request (SIGTERM, what cluster schedulers send) after saving its state.
+
+    The message says where the checkpoint is; ``--resume`` continues from it. The exit status is
+    128 + SIGTERM, what a process ended by that signal reports.
+    """
+
+    exit_code = 143
+
+
 def one_line(exc: BaseException) -> str:
     """The last line of an exception's message (its class name if it has none)."""
     lines = str(exc).strip().splitlines()

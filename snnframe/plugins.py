@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata as metadata
+import inspect
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -18,10 +19,9 @@ import pluggy
 
 from snnframe import hookspecs
 from snnframe.kinds import BY_NAME, KINDS, NAMES
-from snnframe.registry import Entry, Registry, check_target
+from snnframe.registry import DISABLE_ENV, Entry, Registry, check_target
 
 ENTRY_POINT_GROUP = "snnframe"
-DISABLE_ENV = "SNNFRAME_DISABLE_PLUGINS"
 
 
 @attrs.define
@@ -45,6 +45,9 @@ class Plugins:
     loaded: list[PluginInfo]
     failed: list[PluginInfo]
     disabled: list[str]
+    # names in SNNFRAME_DISABLE_PLUGINS that match no plugin (a typo disables nothing: warned about)
+    unknown_disabled: list[str] = attrs.field(factory=list)
+    known: list[str] = attrs.field(factory=list)  # every plugin name found, disabled ones included
 
     def registry(self, kind: str) -> Registry:
         return self.registries[kind]
@@ -64,6 +67,52 @@ def disabled_plugins() -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+class DisabledOffers:
+    """What the plugins ``SNNFRAME_DISABLE_PLUGINS`` blocks would register, looked up only when asked.
+
+    Used on the error path alone (a recipe names a component no loaded plugin has), so a disabled
+    plugin is still never imported for a run that does not need it; one that fails to import offers nothing.
+    """
+
+    def __init__(self, sources: dict[str, Any]):
+        self.sources = sources  # plugin name -> entry point or module
+        self._entries: dict[str, list[tuple[str, str, bool]]] | None = None
+
+    def entries(self, kind: str) -> list[tuple[str, str, bool]]:
+        """``(plugin, component name, offered as default)`` for ``kind``."""
+        if self._entries is None:
+            self._entries = {name: [] for name in NAMES}
+            for plugin, source in self.sources.items():
+                self._collect(plugin, source)
+        return self._entries.get(kind, [])
+
+    def _collect(self, plugin: str, source: Any) -> None:
+        try:
+            module = source.load() if isinstance(source, metadata.EntryPoint) else source
+        except Exception:
+            return
+        for kind in KINDS:
+            hook = getattr(module, kind.hook, None)
+            if not callable(hook):
+                continue
+
+            def register(name: str, factory: Any = None, *, default: bool = False, _kind: str = kind.name) -> None:
+                self._entries[_kind].append((plugin, str(name), bool(default)))
+
+            try:
+                hook(**{name: register for name in inspect.signature(hook).parameters})
+            except Exception:
+                continue
+
+    def offering(self, kind: str, name: str) -> str | None:
+        """The disabled plugin that would register ``name``, if any."""
+        return next((plugin for plugin, n, _ in self.entries(kind) if n == name), None)
+
+    def defaults(self, kind: str) -> list[tuple[str, str]]:
+        """``(plugin, name)`` of the defaults disabled plugins would offer."""
+        return [(plugin, n) for plugin, n, default in self.entries(kind) if default]
+
+
 def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Plugins:
     """Discover plugins from entry points (plus ``extra`` ``(name, plugin)`` pairs) and fill the registries."""
     manager = pluggy.PluginManager("snnframe")
@@ -73,11 +122,18 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
         manager.set_blocked(name)
 
     candidates: list[tuple[PluginInfo, Any]] = []
+    sources: dict[str, Any] = {}  # every plugin found, by name, disabled ones included
     if entry_points:
-        candidates += _entry_point_candidates(disabled)
-    candidates += [(PluginInfo(name), obj) for name, obj in extra if name not in disabled]
+        candidates += _entry_point_candidates(disabled, sources)
+    for name, obj in extra:
+        sources.setdefault(name, obj)
+        if name not in disabled:
+            candidates.append((PluginInfo(name), obj))
 
     plugins = Plugins(manager, {name: Registry(name) for name in NAMES}, [], [], disabled)
+    plugins.known = sorted(sources)
+    plugins.unknown_disabled = [name for name in disabled if name not in sources]
+    offers = DisabledOffers({name: sources[name] for name in disabled if name in sources})
     for info, obj in candidates:
         entries = _load_one(manager, info, obj)
         if info.error is not None:
@@ -89,14 +145,19 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
 
     for registry in plugins.registries.values():
         registry.failed_plugins = {p.name: p.error or "" for p in plugins.failed}
+        registry.disabled = offers
     return plugins
 
 
-def _entry_point_candidates(disabled: list[str]) -> list[tuple[PluginInfo, Any]]:
-    """Entry points to load: snnframe's own first, then the others by name (a stable order)."""
+def _entry_point_candidates(disabled: list[str], sources: dict[str, Any]) -> list[tuple[PluginInfo, Any]]:
+    """Entry points to load: snnframe's own first, then the others by name (a stable order).
+
+    ``sources`` gets every entry point by name, the disabled ones too (not loaded).
+    """
     seen: set[str] = set()
     found = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        sources.setdefault(ep.name, ep)
         if ep.name in disabled or ep.name in seen:  # editable installs can list a dist twice
             continue
         seen.add(ep.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import attrs
 
 from snnframe.errors import PluginError, UnknownComponent, did_you_mean
 from snnframe.kinds import singular
+
+DISABLE_ENV = "SNNFRAME_DISABLE_PLUGINS"
 
 
 @attrs.define
@@ -77,6 +80,8 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         # plugin name -> load error, so an unknown name can mention a plugin that failed
         self.failed_plugins: dict[str, str] = {}
+        # what SNNFRAME_DISABLE_PLUGINS blocks (plugins.DisabledOffers), so an unknown name can say so
+        self.disabled: Any = None
 
     def add(self, entry: Entry) -> None:
         first = self._entries.get(entry.name)
@@ -123,6 +128,13 @@ class Registry:
         if offered:
             names = ", ".join(f'"{e.name}" (plugin "{e.plugin}")' for e in offered)
             return None, f"several plugins offer a default {what} ({names}): name one"
+        blocked = self.disabled.defaults(self.kind) if self.disabled is not None else []
+        if blocked:
+            plugin, name = blocked[0]
+            return None, (
+                f'no installed plugin offers a default {what}: the default {what} "{name}" comes from plugin '
+                f"{plugin}, which {DISABLE_ENV} disables; enable it again or name a {what} ({self.available()})"
+            )
         return None, f"no installed plugin offers a default {what}: name one ({self.available()})"
 
     def available(self) -> str:
@@ -130,6 +142,13 @@ class Registry:
 
     def unknown_message(self, name: object) -> str:
         what = singular(self.kind)
+        plugin = self.disabled.offering(self.kind, str(name)) if self.disabled is not None else None
+        if plugin is not None:
+            now = os.environ.get(DISABLE_ENV, "")
+            return (
+                f'{what} "{name}" comes from plugin {plugin}, which {DISABLE_ENV} disables ({DISABLE_ENV}="{now}"); '
+                f"remove {plugin} from it, or choose another {what} ({self.available()})"
+            )
         msg = f'unknown {what} "{name}"{did_you_mean(str(name), self.names())}; {self.available()}'
         for plugin, error in self.failed_plugins.items():
             msg += f'; note: plugin "{plugin}" failed to load ({error})'

@@ -9,6 +9,9 @@ trainers add their own (optimizer, random states, ...).
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -26,12 +29,16 @@ EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
 
 # 2: no "sampler" generator state in "rng" (the shuffle generator is reseeded every epoch)
 # 3: "rng" is a list, one state per process (rank), each with its own device's CUDA state only
+# 4: format 3 written in the middle of an epoch (after a SIGTERM): "epoch" is the last finished
+#    epoch and "batch" the batches of the next one trained since, with the trainer's "partial" state
 CHECKPOINT_FORMAT = 3
+MID_EPOCH_FORMAT = 4
+READABLE_FORMATS = (CHECKPOINT_FORMAT, MID_EPOCH_FORMAT)
 CHECKPOINT_KEYS = ("format", "epoch", "model", "history")
 
 
 class CheckpointError(SnnframeError):
-    """A checkpoint file cannot be used; the message names it and says why."""
+    """A checkpoint file cannot be used; the message names it, says why and what could be used instead."""
 
     exit_code = 1
 
@@ -44,13 +51,37 @@ def epoch_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def metrics_line(row: dict[str, Any]) -> str:
+    """One line of ``metrics.jsonl``: strict JSON, where a number that is not finite is ``null``."""
+    return json.dumps(finite(row), allow_nan=False)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every float that is not finite (nan, inf) replaced by ``None`` (JSON's null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def read_checkpoint(path: Path, required: tuple[str, ...] = CHECKPOINT_KEYS) -> dict[str, Any]:
     """The state saved in ``path``, loaded with ``weights_only=True`` onto the CPU.
 
-    A file that is missing, empty, truncated, not a checkpoint, holds objects that are not plain
-    data (loading those could run code), lacks one of ``required`` or has another format version
-    is a :class:`CheckpointError` whose message names the file.
+    A file that is missing, empty, truncated, damaged (its data fails the zip archive's CRC check),
+    not a checkpoint, holds objects that are not plain data (loading those could run code), lacks
+    one of ``required`` or has another format version is a :class:`CheckpointError`: one line that
+    names the file, what is wrong with it and which ``epoch_<k>.pt`` beside it could be used instead.
     """
+    try:
+        return _read_checkpoint(path, required)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{_alternatives(path, required)}") from None
+
+
+def _read_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
     import pickle
     import zipfile
 
@@ -58,32 +89,78 @@ def read_checkpoint(path: Path, required: tuple[str, ...] = CHECKPOINT_KEYS) -> 
 
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (a write was cut short?)")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes: a write was cut short?)")
+    try:
+        with zipfile.ZipFile(path) as archive:  # torch.save's format; its reader skips the CRCs
+            damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        raise CheckpointError(
+            f"{path} is truncated or not a PyTorch checkpoint ({size} bytes, not a complete zip archive)"
+        ) from None
+    except (OSError, EOFError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({_safe(exc)})") from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path} is damaged: the data of {damaged} fails its CRC check (changed or corrupted after it was written)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "allowed global" in str(exc) or "Unsupported global" in str(exc):
+        if "global" in str(exc).lower():
             raise CheckpointError(
                 f"{path} holds objects other than tensors and plain data; it was refused, because loading it "
                 "could run code. It was not written by snnframe"
             ) from None
-        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint (unreadable pickle data)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint of plain data (unreadable pickle data)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({_safe(exc)})") from None
     if not isinstance(state, dict) or not isinstance(state.get("format"), int):
         raise CheckpointError(f"{path} is not a snnframe checkpoint (format {CHECKPOINT_FORMAT})")
-    if state["format"] != CHECKPOINT_FORMAT:
+    if state["format"] not in READABLE_FORMATS:
         raise CheckpointError(
             f"{path} has checkpoint format {state['format']}, from another snnframe version; this one reads "
-            f"format {CHECKPOINT_FORMAT} only. Finish the run with the snnframe version that started it, or start "
-            "a new run (the file's weights still load: torch.load(path, weights_only=True)['model'])"
+            f"format {CHECKPOINT_FORMAT} only (and its mid-epoch form, format {MID_EPOCH_FORMAT}). Finish the run "
+            "with the snnframe version that started it, or start a new run (the file's weights still load: "
+            "torch.load(path, weights_only=True)['model'])"
         )
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: it is incomplete or was not written by snnframe")
     return state
+
+
+def _safe(exc: BaseException) -> str:
+    """An exception's first line, minus PyTorch's advice to load with ``weights_only=False`` (which runs code)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "weights_only" in first:
+        return type(exc).__name__
+    return first.split(". This is an internal")[0].split(". If you are seeing this")[0]
+
+
+def _alternatives(path: Path, required: tuple[str, ...]) -> str:
+    """``; epoch_3.pt can be used instead: ... (cp ...)``, checking the newest few ``epoch_<k>.pt`` beside ``path``."""
+    candidates = [p for p in epoch_checkpoints(path.parent) if p != path]
+    if not candidates:
+        return "; there is no epoch_<k>.pt file beside it to use instead"
+    unusable = []
+    for candidate in candidates[:3]:  # reading one costs a load: the newest few are enough
+        try:
+            if path.exists() and os.path.samefile(candidate, path):
+                unusable.append(f"{candidate.name} is the same file (a hard link)")
+                continue
+            _read_checkpoint(candidate, required)
+        except (CheckpointError, OSError):
+            unusable.append(f"{candidate.name} cannot be read either")
+            continue
+        before = f"; {', '.join(unusable)}" if unusable else ""
+        last = path.parent / LAST_CHECKPOINT
+        return (
+            f"{before}; {candidate.name} can be used instead: to continue from it, copy it to {LAST_CHECKPOINT} "
+            f"(cp {candidate} {last})"
+        )
+    return f"; {', '.join(unusable)}; older epoch_<k>.pt files may still be usable"
 
 
 @attrs.define
@@ -98,6 +175,8 @@ class LoadedRun:
     dataset: Any
     encoder: Any
     checkpoint: Path
+    # batches of epoch ``epoch + 1`` trained on top (a mid-epoch checkpoint, written on SIGTERM); 0 otherwise
+    batch: int = 0
     loss: Any = None  # the recipe's loss: loss(spikes [T, B, C], targets [B]) -> scalar
 
     @property
@@ -119,6 +198,10 @@ def load_run(run_dir: str | Path, overrides: list[str] = (), plugins: Any = None
     built, e.g. where the data set lives on this machine. The model gets the weights of
     ``checkpoints/last.pt`` (read with ``weights_only=True``). A missing or incomplete run
     directory, or a checkpoint from another format version, is a :class:`SnnframeError`.
+
+    A run stopped by SIGTERM in the middle of an epoch has a mid-epoch ``last.pt``: the model
+    then has the newest weights, ``epoch`` and ``history`` count the finished epochs, and
+    ``batch`` the batches of the next epoch trained since (its metrics row is not written yet).
 
         >>> run = snnframe.load_run("runs/quickstart")
         >>> run.epoch, run.history[-1]["test_acc"]
@@ -160,5 +243,6 @@ def load_run(run_dir: str | Path, overrides: list[str] = (), plugins: Any = None
         built.components.dataset,
         built.components.encoder,
         last,
+        int(state.get("batch", 0)),
         built.components.loss,
     )

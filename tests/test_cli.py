@@ -182,7 +182,14 @@ def test_list_plugins_json(invoke):
     result = invoke("list-plugins", "--json")
     assert result.exit_code == 0
     rows = json.loads(result.output)
-    assert {"kind": "neurons", "name": "toy_lif", "plugin": "toy", "distribution": None, "version": None} in rows
+    assert {
+        "kind": "neurons",
+        "name": "toy_lif",
+        "plugin": "toy",
+        "distribution": None,
+        "version": None,
+        "default": False,
+    } in rows
     assert {r["kind"] for r in rows} == {
         "datasets",
         "encoders",

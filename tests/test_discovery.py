@@ -105,6 +105,7 @@ def test_installed_plugin_is_listed_with_its_version(site):
         "plugin": "spikecount",
         "distribution": "snnframe-spikecount",
         "version": "1.2.3",
+        "default": False,
     } in rows
     # the built-ins still work beside it
     assert any(r["plugin"] == "snnframe.losses" and r["name"] == "ce_rate" for r in rows)
@@ -166,6 +167,7 @@ def test_the_example_plugin_from_plugins_installs_and_drops_into_a_recipe(tmp_pa
         "plugin": "izhikevich",
         "distribution": "snnframe-izhikevich",
         "version": "0.1.0",
+        "default": False,
     } in rows
     # the quick start's [model.neuron] has leaky's beta: replace the whole table with an inline one
     result = snnframe(

@@ -194,6 +194,7 @@ def test_torchrun_m_snnframe_run_writes_one_run_directory(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "quickstart"
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".snnframe-lock",  # rank 0's lock (the file stays; the lock went with the process)
         "checkpoints",
         "metrics.jsonl",
         "recipe.toml",

@@ -81,12 +81,40 @@ def reference(neuron: StepNeuron, x: torch.Tensor):
     return torch.stack(spikes), torch.stack(mems)
 
 
+class GenericStepLIF(StepLIF):
+    fuse_affine = False  # the generic per-step loop, not the fused LIF scan
+
+
+class GainLIF(StepNeuron):
+    """Affine with a learnt input gain and a bias: fused, with gradients for both."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.gain = nn.Parameter(torch.tensor(1.5))
+        self.bias = nn.Parameter(torch.tensor(0.1))
+
+    def charge(self, x, mem):
+        return 0.8 * mem + self.gain * x + self.bias
+
+
+class ChannelLIF(StepNeuron):
+    """One decay per feature: not the same affine map for every neuron, so the generic loop runs."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.register_buffer("beta", torch.linspace(0.5, 0.9, 7))
+
+    def charge(self, x, mem):
+        return self.beta * mem + x
+
+
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
-def test_step_lif_equals_the_builtin_leaky(reset):
+@pytest.mark.parametrize("cls", [StepLIF, GenericStepLIF], ids=["fused", "generic"])
+def test_step_lif_equals_the_builtin_leaky(reset, cls):
     torch.manual_seed(0)
     x = (torch.randn(40, 6, 3, 5, 5) * 1.2).requires_grad_()
     kwargs = dict(beta=0.7, reset_mechanism=reset, surrogate=FastSigmoid(slope=25), learn_threshold=True)
-    step, builtin = StepLIF(**kwargs), Leaky(**kwargs)
+    step, builtin = cls(**kwargs), Leaky(**kwargs)
     s1, m1 = step(x, return_mem=True)
     s2, m2 = builtin(x, return_mem=True)
     assert torch.equal(s1, s2) and torch.equal(m1, m2)  # bitwise: the same operations in the same order
@@ -97,6 +125,37 @@ def test_step_lif_equals_the_builtin_leaky(reset):
     torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(t1, t2, rtol=1e-5, atol=1e-4)
     assert not step.backward_needs_input(x)  # β·U + X: only the membrane is kept for backward
+
+
+def test_affine_charges_run_on_the_fused_scan_and_others_on_the_generic_loop():
+    x = torch.randn(6, 2, 3, 4, 4)
+    a, b, c = StepLIF(beta=0.7).affine_coefficients(x)
+    assert (a.item(), b.item(), c.item()) == pytest.approx((0.7, 1.0, 0.0))
+    assert GenericStepLIF().affine_coefficients(x) is None
+    assert ChannelLIF().affine_coefficients(torch.randn(6, 2, 7)) is None
+    assert StepSynaptic().affine_coefficients(x) is None and Izhikevich().affine_coefficients(x) is None
+    a, b, c = GainLIF().affine_coefficients(x)
+    assert (a.item(), b.item(), c.item()) == pytest.approx((0.8, 1.5, 0.1)) and b.requires_grad
+
+
+def test_a_fused_affine_neuron_equals_its_generic_loop_with_parameter_gradients():
+    torch.manual_seed(4)
+    x = (torch.randn(30, 3, 8, dtype=torch.float64) * 1.2).requires_grad_()
+    fused = GainLIF(reset_mechanism="zero", learn_threshold=True).double()
+    generic = GainLIF(reset_mechanism="zero", learn_threshold=True).double()
+    generic.fuse_affine = False
+    results = []
+    for neuron in (fused, generic):
+        spikes, mem = neuron(x, return_mem=True)
+        w = torch.randn_like(spikes, generator=torch.Generator().manual_seed(5))
+        grads = torch.autograd.grad(
+            (spikes * w).sum() + (mem * w).sum(), [x, neuron.gain, neuron.bias, neuron.threshold]
+        )
+        results.append((spikes, mem, grads))
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
 def test_two_state_neuron_equals_the_builtin_synaptic():
@@ -177,10 +236,21 @@ def test_a_foreign_surrogate_is_used_in_the_backward():
 
     torch.manual_seed(3)
     x = torch.randn(10, 2, 4, dtype=torch.float64, requires_grad=True)
-    neuron = StepLIF(beta=0.5, surrogate=Box()).double()
+    neuron = GenericStepLIF(beta=0.5, surrogate=Box()).double()
     (got,) = torch.autograd.grad(neuron(x).sum(), x)
     (want,) = torch.autograd.grad(reference(neuron, x)[0].sum(), x)
     torch.testing.assert_close(got, want)
+
+
+def test_a_charge_that_changes_the_shape_is_refused():
+    class Broadcasting(StepNeuron):
+        def charge(self, x, mem):
+            return torch.ones(3, 1, 1) * mem + x  # [3, 7] steps become [3, 3, 7]
+
+    with pytest.raises(
+        ValueError, match=r"Broadcasting.charge returned a state of shape \(3, 3, 7\) for steps of shape \(3, 7\)"
+    ):
+        Broadcasting()(torch.randn(4, 3, 7))
 
 
 def test_charge_is_the_only_required_method():

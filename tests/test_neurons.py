@@ -14,10 +14,11 @@ from snntorch import utils as snn_utils
 
 from snnframe.builtins.neurons import register_neurons
 from snnframe.builtins.neurons.alif import ALIF, _ALIFFunction
-from snnframe.builtins.neurons.leaky import Leaky, _LeakyFunction
+from snnframe.builtins.neurons.leaky import Leaky
 from snnframe.builtins.neurons.plif import PLIF, _PLIFFunction
 from snnframe.builtins.neurons.synaptic import Synaptic, _SynapticFunction
 from snnframe.engine.kernels import lif as lif_kernels
+from snnframe.engine.lif import LIFScan
 from snnframe.engine.neuron import SpikingNeuron
 from snnframe.engine.surrogate import ATan, FastSigmoid, KernelForm, Sigmoid, StraightThrough, Surrogate, Triangular
 
@@ -307,7 +308,7 @@ def f64(value):
 
 GRADCHECKS = {
     **{
-        f"leaky-{r}": (lambda r=r: (lambda x, b, th: _LeakyFunction.apply(x, b, th, SG, r)[1], [f64(0.7), f64(0.8)]))
+        f"leaky-{r}": (lambda r=r: (lambda x, b, th: LIFScan.apply(x, b, th, SG, r)[1], [f64(0.7), f64(0.8)]))
         for r in RESETS
     },
     **{

@@ -85,6 +85,7 @@ class ToyTrainer:
         if experiment.resume and metrics.exists():
             history = [json.loads(line) for line in metrics.read_text().splitlines()]
             start = len(history)
+        experiment.begin()  # read what it resumes from: the core may write (and starts the loggers on resume)
         for epoch in range(start + 1, self.epochs + 1):
             row = {
                 "epoch": epoch,

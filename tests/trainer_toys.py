@@ -6,11 +6,9 @@ resume tests also exercise the restored torch RNG).
 """
 
 import os
-import random
 import signal
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -147,11 +145,44 @@ class KilledSNN(CrashingSNN):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SignallingSNN(ToySNN):
+    """Sends its own process ``signum`` during its ``signal_at``-th forward pass in training (or evaluation):
+    what a cluster scheduler's SIGTERM, or a Ctrl-C, does at that moment."""
+
+    def __init__(self, signal_at: int, signum: int = signal.SIGTERM, during: str = "train"):
+        super().__init__()
+        self.calls, self.signal_at, self.signum, self.during = 0, signal_at, signum, during
+
+    def forward(self, x):
+        if self.training == (self.during == "train"):
+            self.calls += 1
+            if self.calls == self.signal_at:
+                signal.raise_signal(self.signum)
+        return super().forward(x)
+
+
+class PoisonedSNN(ToySNN):
+    """Sets one weight to nan in its ``poison_at``-th training forward pass: weights gone bad, loss still finite
+    (a nan membrane never crosses the threshold, so the network just falls silent)."""
+
+    def __init__(self, poison_at: int):
+        super().__init__()
+        self.calls, self.poison_at = 0, poison_at
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.poison_at:
+                with torch.no_grad():
+                    self.fc2.weight[0, 0] = float("nan")
+        return super().forward(x)
+
+
 def seed_everything(seed: int) -> None:
     """What the core does before building the components."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    from snnframe.run import seed_everything as core_seed_everything
+
+    core_seed_everything(seed)
 
 
 def make_experiment(

@@ -40,19 +40,24 @@ class SpikingNeuron(nn.Module):
     ``binary_spikes = True`` promises spikes that are exactly 0 or 1, which lets the layers after
     the neuron store them compactly for the backward pass (:mod:`snnframe.engine.compact`); a
     subclass emitting graded spikes must set it to ``False``.
+
+    ``low_precision_input = True`` lets float16/bfloat16 input (autocast) reach :meth:`simulate`
+    as it is; the subclass then upcasts it itself or hands it to a kernel that reads it and
+    computes in float32 (the built-in neurons' Triton kernels do: no float32 copy of the input).
     """
 
     binary_spikes = True
+    low_precision_input = False
 
     def forward(self, x: torch.Tensor, return_mem: bool = False):
         if x.dim() < 2:
             raise ValueError(f"{type(self).__name__} expects time-major input [T, B, ...], got shape {tuple(x.shape)}")
         with torch.autocast(x.device.type, enabled=False):
-            spikes, mem = self.simulate(as_compute_dtype(x), return_mem)
+            spikes, mem = self.simulate(x if self.low_precision_input else as_compute_dtype(x), return_mem)
         return (spikes, mem) if return_mem else spikes
 
     def simulate(self, x: torch.Tensor, return_mem: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run all ``T`` steps of float32/float64 ``x`` from the initial state.
+        """Run all ``T`` steps of float32/float64 ``x`` (see ``low_precision_input``) from the initial state.
 
         Return spikes ``[T, B, ...]`` and, if ``return_mem``, the membrane (else ``None``).
         """

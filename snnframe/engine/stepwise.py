@@ -26,13 +26,17 @@ A neuron with another reset (Izhikevich: :math:`v \leftarrow c`, :math:`u \lefta
 overrides :meth:`StepNeuron.reset`; one whose state does not start at zero overrides
 :meth:`StepNeuron.initial_state`.
 
-**Backward.** The forward runs without autograd and keeps the state of every step (for ``leaky``
-that is the membrane alone: what the fused kernel keeps). The backward walks the steps in reverse
-and differentiates one recomputed step at a time with :func:`torch.autograd.grad`, so the
-autograd graph of one step is all that exists at once. The input :math:`X` is kept too only when
+**Execution.** An affine ``charge`` (``a·U + b·X + c`` with the same scalars for every neuron,
+one state variable, the engine's reset and initial state) runs on the fused LIF scan
+(:func:`snnframe.engine.lif.lif`, numba kernels on CPU): the per-step LIF above runs exactly the
+built-in ``leaky``'s code. Any other ``charge`` runs on the generic loop: the forward runs
+without autograd and keeps each state variable's ``[T, ...]`` history; the backward recomputes
+chunks of steps with autograd on, takes the diagonal Jacobian of ``charge`` (it must act
+elementwise; checked once), runs the adjoint recurrence through the chunk and gets the input
+and parameter gradients of the chunk in one call. The input :math:`X` is kept too only when
 ``charge``'s backward needs its value (``β·U + X`` does not; ``k·X`` with a learnt ``k`` does):
-the engine finds out once per module by recording what autograd saves for two different inputs.
-The initial state is a constant (no gradient flows into it).
+the engine finds out once per module by recording what autograd saves for two different
+inputs. The initial state is a constant (no gradient flows into it).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 import torch
 
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.lif import lif
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
@@ -69,11 +74,13 @@ class StepNeuron(SpikingNeuron):
 
     Class attributes: ``state_names`` names the state variables (default ``("mem",)``; the
     membrane is the last); ``surrogate_scale`` scales :math:`U - θ` before the surrogate (the
-    gradient is :math:`σ'((U - θ) c)\\, c`).
+    gradient is :math:`σ'((U - θ) c)\\, c`); ``fuse_affine = False`` keeps an affine ``charge``
+    on the generic loop.
     """
 
     state_names: tuple[str, ...] = ("mem",)
     surrogate_scale: float = 1.0
+    fuse_affine: bool = True  # run an affine charge on the fused LIF scan (False: always the generic loop)
 
     def __init__(
         self,
@@ -89,7 +96,7 @@ class StepNeuron(SpikingNeuron):
         if not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold}")
         scalar(self, "threshold", threshold, learn_threshold)
-        self._needs_input: dict[Any, bool] = {}
+        self._probed: dict[Any, bool] = {}  # probed properties of charge (see _probe)
 
     # -- what a subclass writes ------------------------------------------------------------
 
@@ -123,6 +130,12 @@ class StepNeuron(SpikingNeuron):
         )
 
     def simulate(self, x: torch.Tensor, return_mem: bool):
+        coefficients = self.affine_coefficients(x)
+        if coefficients is not None:  # U_t = a U_{t-1} + b X_t + c: the engine's fused LIF scan
+            a, b, c = coefficients
+            plain = not (b.requires_grad or c.requires_grad) and b.item() == 1 and c.item() == 0
+            drive = x if plain else b * x + c
+            return lif(drive, a, self.threshold, self.surrogate, self.reset_mechanism, return_mem)
         params = tuple(p for p in self.parameters() if p.requires_grad)
         if needs_grad(x, *params):
             keep_input = self.backward_needs_input(x)
@@ -134,10 +147,34 @@ class StepNeuron(SpikingNeuron):
 
     def backward_needs_input(self, x: torch.Tensor) -> bool:
         """Whether :meth:`charge`'s backward needs the input's value (then the engine keeps ``x``)."""
-        key = (x.dtype, x.device, tuple(p.requires_grad for p in self.parameters()))
-        if key not in self._needs_input:
-            self._needs_input[key] = _saves_input(self, x[0, :1])
-        return self._needs_input[key]
+        return self._probe("needs_input", x, lambda x0: _saves_input(self, x0))
+
+    def affine_coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(a, b, c)`` (0-d, differentiable in the parameters) when :meth:`charge` is
+        ``a·U + b·X + c`` with the same scalars for every neuron and the reset and initial state
+        are the engine's own; else ``None``."""
+        if (
+            not self.fuse_affine
+            or len(self.state_names) != 1
+            or self.surrogate_scale != 1.0
+            or type(self).reset is not StepNeuron.reset
+            or type(self).initial_state is not StepNeuron.initial_state
+        ):
+            return None
+        if not self._probe("affine", x, lambda x0: _is_scalar_affine(self, x0)):
+            return None
+        one = x.new_ones((1,) * (x.dim() - 1))
+        c = as_state(self.charge(0 * one, 0 * one))[0]
+        a = as_state(self.charge(0 * one, one))[0] - c
+        b = as_state(self.charge(one, 0 * one))[0] - c
+        return a.reshape(()), b.reshape(()), c.reshape(())
+
+    def _probe(self, what: str, x: torch.Tensor, probe) -> bool:
+        """A property of :meth:`charge`, found once per input dtype/device and trainable-parameter set."""
+        key = (what, x.dtype, x.device, tuple(p.requires_grad for p in self.parameters()))
+        if key not in self._probed:
+            self._probed[key] = probe(x[0, :1])
+        return self._probed[key]
 
 
 def as_state(value: torch.Tensor | State) -> State:
@@ -156,12 +193,28 @@ def run_steps(neuron: StepNeuron, x: torch.Tensor, keep: bool) -> tuple[torch.Te
         if t > 0:
             state = neuron.reset(state, spikes[t - 1])
         state = as_state(neuron.charge(x[t], *state))
+        if t == 0:
+            _check_shapes(neuron, state, x[0])
         if subtract and t > 0:
             state = (*state[:-1], state[-1] - threshold * spikes[t - 1])
         torch.gt(state[-1], threshold, out=spikes[t])
         for buffer, value in zip(kept, state):
             buffer[t].copy_(value)
     return spikes, kept if keep else list(state)
+
+
+def _check_shapes(neuron: StepNeuron, state: State, step: torch.Tensor) -> None:
+    if len(state) != len(neuron.state_names):
+        raise ValueError(
+            f"{type(neuron).__name__}.charge returned {len(state)} state variables; "
+            f"state_names lists {len(neuron.state_names)}"
+        )
+    for value in state:
+        if value.shape != step.shape:
+            raise ValueError(
+                f"{type(neuron).__name__}.charge returned a state of shape {tuple(value.shape)} "
+                f"for steps of shape {tuple(step.shape)}; it must keep the shape (elementwise)"
+            )
 
 
 class _StepFunction(torch.autograd.Function):
@@ -360,3 +413,22 @@ def _check_elementwise(neuron: StepNeuron, charged: State, inputs: tuple[torch.T
                     f"{type(neuron).__name__}.charge must act elementwise (each neuron's next state from its own "
                     "input and state); a layer that couples neurons subclasses SpikingNeuron instead"
                 )
+
+
+def _is_scalar_affine(neuron: StepNeuron, x0: torch.Tensor) -> bool:
+    """Whether ``charge(x, U) = a·U + b·x + c`` with scalars ``a, b, c`` (checked on random inputs)."""
+    with torch.no_grad():
+        zero = torch.zeros_like(x0)
+        c = as_state(neuron.charge(zero, zero))[0]
+        a = as_state(neuron.charge(zero, torch.ones_like(x0)))[0] - c
+        b = as_state(neuron.charge(torch.ones_like(x0), zero))[0] - c
+        if any(t.shape != x0.shape or not bool((t == t.flatten()[0]).all()) for t in (a, b, c)):
+            return False
+        a, b, c = (t.flatten()[0] for t in (a, b, c))
+        tolerance = 1e-10 if x0.dtype == torch.float64 else 1e-5
+        for scale in (1.0, 7.0):
+            x, mem = torch.randn_like(x0) * scale, torch.randn_like(x0) * scale
+            got = as_state(neuron.charge(x, mem))[0]
+            if not torch.allclose(got, a * mem + b * x + c, rtol=tolerance, atol=tolerance * scale):
+                return False
+    return True

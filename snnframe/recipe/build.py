@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from snnframe.contracts import NeuronFactory
-from snnframe.errors import DataError, PluginError
+from snnframe.errors import DataError, PluginError, one_line
 from snnframe.kinds import BY_NAME, Kind
 from snnframe.plugins import Plugins
 from snnframe.recipe.params import check_arguments, defaults, factory_parameters
@@ -27,6 +27,8 @@ def resolve(recipe: Recipe, plugins: Plugins, problems: Problems) -> dict[str, C
     factories: dict[str, Callable[..., Any]] = {}
     for kind, path, table in recipe.component_tables():
         registry = plugins.registry(kind.name)
+        if table.kind is not None and not isinstance(table.kind, str):  # e.g. kind = [] (already reported)
+            continue
         if table.kind is None:
             if not kind.has_default:  # missing and required: already reported
                 continue
@@ -82,6 +84,7 @@ class Components:
     loss: Any
     trainer: Any
     visualizers: list[tuple[str, Any]]
+    factories: dict[str, Callable[..., Any]] = attrs.field(factory=dict, repr=False)  # by key path
     loggers: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
@@ -101,11 +104,13 @@ def construct(
             return factories[path](**recipe.tables[path].params, **injected)
         except (ValueError, DataError) as exc:
             problems.add(path, f"{path}: {exc}")
-            return None
+        except Exception as exc:  # a value the plugin did not check: still the recipe's table, not a traceback
+            problems.add(path, factory_failure(path, recipe.tables[path].kind, exc))
+        return None
 
     neuron = _neuron_factory(recipe, factories, problems, make)
-    data = recipe.data
-    dataset = make("data", root=data.root)
+    data = recipe.table("data")  # None when [data] is missing or not a table (already reported)
+    dataset = make("data", root=data.root) if data is not None else None
     encoder = make("encoder")
     model = None
     if dataset is not None and encoder is not None:
@@ -117,11 +122,13 @@ def construct(
                 "model", input_shape=tuple(encoder.input_shape(info)), num_classes=info.num_classes, neuron=neuron
             )
     loss = make("train.loss")
-    t = recipe.train
-    trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss) if loss is not None else None
+    t = recipe.table("train")
+    trainer = None
+    if loss is not None and t is not None:
+        trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss)
     visualizers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["visualizers"])]
     loggers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["loggers"])]
-    return Components(dataset, encoder, model, loss, trainer, visualizers, loggers)
+    return Components(dataset, encoder, model, loss, trainer, visualizers, factories, loggers)
 
 
 def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> NeuronFactory | None:
@@ -143,7 +150,20 @@ def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> Neur
     except (ValueError, DataError) as exc:
         problems.add(path, f"{path}: {exc}")
         return None
+    except Exception as exc:
+        problems.add(path, factory_failure(path, recipe.tables[path].kind, exc))
+        return None
     return factory
+
+
+def factory_failure(path: str, name: str | None, exc: Exception) -> str:
+    """The problem for a factory that raised something other than ``ValueError`` on a recipe's values."""
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+        return f"{path}: building {name!r} with these values needs more memory than this machine has ({one_line(exc)})"
+    return (
+        f"{path}: {name!r} could not be built with these values ({type(exc).__name__}: {one_line(exc)}); "
+        "check the values, or report it to the plugin's authors if they are valid"
+    )
 
 
 def _modality_mismatch(recipe: Recipe, encoder: Any, info: Any, plugins: Plugins | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import copy
 import sys
 from pathlib import Path
@@ -24,9 +25,27 @@ def read(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise RecipeError(["is a directory, not a recipe file (expected a .toml file)"], str(p))
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError([f"cannot read the recipe: {exc}"], str(p)) from None
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise RecipeError([f"cannot read the recipe: {exc.strerror or exc}"], str(p)) from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raise RecipeError(
+            [
+                "the file starts with a byte-order mark (BOM, bytes EF BB BF), which TOML does not allow; "
+                "save it as UTF-8 without BOM (e.g. in Notepad: 'UTF-8', not 'UTF-8 with BOM')"
+            ],
+            str(p),
+        )
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise RecipeError(["the file is UTF-16 encoded; TOML files must be UTF-8: save it as UTF-8"], str(p))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecipeError(
+            [f"not UTF-8 text (byte 0x{raw[exc.start]:02X} at line {line}); TOML files must be UTF-8: save as UTF-8"],
+            str(p),
+        ) from None
     if not text.strip():
         raise RecipeError(["the recipe is empty; see recipes/quickstart.toml for a complete example"], str(p))
     try:

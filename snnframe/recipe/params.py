@@ -4,6 +4,10 @@ Supported annotations: ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``,
 ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``Sequence[X]``, ``dict``, unions
 (``X | None``), ``pathlib.Path`` (a string) and ``Any``. Anything else is accepted as is.
 TOML has no null, so ``None`` can only be a default, never a recipe value.
+
+Numbers are checked against what the libraries below accept: a ``float`` parameter never
+receives ``nan`` or ``inf`` (TOML can spell both), and an integer must fit TOML's 64-bit range
+(Python's TOML reader accepts larger ones).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -20,14 +25,28 @@ from typing import Any, Literal, Union
 from snnframe.errors import did_you_mean
 
 _NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a table"}
+INT64 = (-(2**63), 2**63 - 1)  # TOML's integers
 
 
 def show(value: Any) -> str:
-    """A value as the user wrote it in TOML (strings quoted)."""
+    """A value as the user wrote it in TOML (strings quoted, ``inf`` and ``nan`` as TOML spells them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
     try:
-        return json.dumps(value)
-    except TypeError:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
         return repr(value)
+
+
+def number_problem(value: Any, path: str) -> str | None:
+    """Why a TOML number cannot be used as a number (non-finite float, integer past 64 bits), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path}: must be a finite number, got {show(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        return f"{path}: {value} is outside TOML's 64-bit integer range [-2**63, 2**63 - 1]"
+    return None
 
 
 def check_value(value: Any, annotation: Any, path: str) -> list[str]:
@@ -70,8 +89,12 @@ def check_value(value: Any, annotation: Any, path: str) -> list[str]:
         annotation = str
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and (problem := number_problem(value, path)):
+            return [problem]
     elif annotation is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and (problem := number_problem(value, path)):
+            return [problem]
     elif annotation in (bool, str):
         ok = isinstance(value, annotation)
     else:

@@ -14,7 +14,6 @@ keys as attributes.
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -282,8 +281,6 @@ def _structure(
         if name in table:
             value = table[name]
             found = check_value(value, f.metadata["type"], where)
-            if not found and isinstance(value, float) and not math.isfinite(value):
-                found = [f"{where}: must be a finite number, got {value}"]
             if not found and f.metadata["check"] is not None:
                 message = f.metadata["check"](value)
                 found = [f"{where}: {message}, got {show(value)}"] if message else []

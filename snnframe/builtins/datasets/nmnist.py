@@ -25,6 +25,27 @@ def _bin_files(folder: Path) -> int:
     return sum(1 for _ in folder.glob("**/*.bin")) if folder.is_dir() else 0
 
 
+EVENT_BYTES = 5  # N-MNIST's 40-bit events
+
+
+def check_bin_sizes(folder: Path) -> None:
+    """A ``DataError`` naming the first ``.bin`` file cut short (not a whole number of 5-byte events).
+
+    Only sizes are read (one ``stat`` per file), so a truncated download is caught before training
+    instead of as a reader error in the middle of an epoch.
+    """
+    if not folder.is_dir():
+        return
+    bad = [(p, size) for p in sorted(folder.glob("**/*.bin")) if (size := p.stat().st_size) % EVENT_BYTES]
+    if bad:
+        (path, size), more = bad[0], len(bad) - 1
+        others = f" ({more} more such file{'s' if more > 1 else ''} in {folder})" if more else ""
+        raise DataError(
+            f"{path} is truncated: {size} bytes is not a whole number of {EVENT_BYTES}-byte events{others}; "
+            "extract it again from its archive or download the data set again"
+        )
+
+
 class NMNIST:
     """N-MNIST recordings (34x34 sensor, 2 polarities, three saccades), 10 classes.
 
@@ -83,10 +104,13 @@ class NMNIST:
         if not self.require_archives:
             if files == 0:
                 raise DataError(self._missing_message(split))
+            check_bin_sizes(self.location / FOLDERS[split])
             return ExtractedNMNIST(**options)
         tonic_finds_it = (self.location / ARCHIVES[split]).is_file() and files >= TONIC_MIN_FILES
         if not tonic_finds_it and not self.download:
             raise DataError(self._missing_message(split))
+        if tonic_finds_it:  # (otherwise tonic downloads and extracts the files anew)
+            check_bin_sizes(self.location / FOLDERS[split])
         try:
             return tonic.datasets.NMNIST(**options)  # downloads when its check fails
         except Exception as exc:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.leaky import lif_adjoint, lif_beta_grad, lif_threshold_grad
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.kernels import lif as lif_kernels
+from snnframe.engine.lif import lif_backward
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
@@ -56,6 +57,8 @@ class ALIF(SpikingNeuron):
         learn_beta, learn_threshold: make :math:`β` / :math:`θ` trainable scalars.
     """
 
+    low_precision_input = True  # the Triton kernels read float16/bfloat16 input (CUDA)
+
     def __init__(
         self,
         *,
@@ -86,8 +89,10 @@ class ALIF(SpikingNeuron):
         )
 
     def simulate(self, x, return_mem):
-        beta = self.beta.clamp(0, 1).to(x.dtype)
-        threshold = self.threshold.to(x.dtype)
+        x, _ = lif_kernels.kernel_input(x)  # upcast unless the Triton kernels read it as it is
+        state = lif_kernels.state_dtype(x.dtype)
+        beta = self.beta.clamp(0, 1).to(state)
+        threshold = self.threshold.to(state)
         adaptation = (self.beta_a, self.adapt_decay)
         if needs_grad(x, beta, threshold):
             return _ALIFFunction.apply(x, beta, threshold, adaptation, self.surrogate, self.reset_mechanism)
@@ -97,12 +102,21 @@ class ALIF(SpikingNeuron):
 
 
 def alif_forward(x, beta, threshold, adaptation, reset, keep):
-    """Spikes and, if ``keep``, the membrane :math:`U` and :math:`D = U - Θ` (all ``[T, ...]``)."""
+    """Spikes and, if ``keep``, the membrane :math:`U` and :math:`D = U - Θ` (all ``[T, ...]``).
+
+    The engine's Triton LIF kernels on CUDA (with the adaptive threshold), else the PyTorch loop.
+    """
     beta_a, decay = adaptation
-    steps = x.shape[0]
-    spikes = step_buffer(x)
-    mem = step_buffer(x) if keep else step_buffer(x, steps=2)
-    shifted = step_buffer(x) if keep else step_buffer(x, steps=2)
+    steps, state = x.shape[0], lif_kernels.state_dtype(x.dtype)
+    spikes = step_buffer(x, dtype=state)
+    triton = lif_kernels.triton_kernels(x)
+    if triton is not None:
+        mem = step_buffer(x, dtype=state) if keep else None
+        shifted = step_buffer(x, dtype=state) if keep else None
+        if lif_kernels.triton_forward(triton, x, beta, threshold, reset, spikes, mem, shifted, adaptation):
+            return spikes, mem, shifted
+    mem = step_buffer(x, dtype=state) if keep else step_buffer(x, steps=2, dtype=state)
+    shifted = step_buffer(x, dtype=state) if keep else step_buffer(x, steps=2, dtype=state)
     adapt = torch.zeros_like(spikes[0])
     neg_threshold = -threshold
     for t in range(steps):
@@ -129,19 +143,25 @@ class _ALIFFunction(torch.autograd.Function):
     def forward(ctx, x, beta, threshold, adaptation, surrogate, reset):
         spikes, mem, shifted = alif_forward(x, beta, threshold, adaptation, reset, keep=True)
         want_beta = ctx.needs_input_grad[1]
-        ctx.save_for_backward(shifted, mem if want_beta else None, beta)
-        ctx.surrogate, ctx.reset = surrogate, reset
+        ctx.save_for_backward(shifted, mem if want_beta else None, beta, threshold)
+        ctx.surrogate, ctx.reset, ctx.x_dtype = surrogate, reset, x.dtype
         ctx.set_materialize_grads(False)
         return spikes, mem
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_mem):
-        shifted, mem, beta = ctx.saved_tensors
-        want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad, surrogate_sum = lif_adjoint(
-            grad_spikes, grad_mem, shifted, beta, ctx.reset, ctx.surrogate, want_threshold
+        shifted, mem, beta, threshold = ctx.saved_tensors
+        grad, grad_beta, grad_threshold = lif_backward(
+            grad_spikes,
+            grad_mem,
+            mem,
+            shifted,
+            beta,
+            threshold,
+            ctx.reset,
+            ctx.surrogate,
+            want_beta=ctx.needs_input_grad[1],
+            want_threshold=ctx.needs_input_grad[2],
+            grad_dtype=ctx.x_dtype,
         )
-        fired_before = shifted[:-1] > 0
-        grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
-        grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, ctx.reset) if want_threshold else None
         return grad, grad_beta, grad_threshold, None, None, None

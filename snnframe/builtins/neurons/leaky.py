@@ -1,5 +1,8 @@
 r"""``leaky``: snnTorch's first-order leaky integrate-and-fire neuron, run over all steps at once.
 
+The module holds the parameters; the time loop is the engine's fused LIF scan
+(:func:`snnframe.engine.lif.lif`).
+
 With input current :math:`X_t`, decay :math:`β`, threshold :math:`θ` and :math:`U_0 = 0`
 (snnTorch's ``Leaky`` with its defaults, ``reset_delay=True``):
 
@@ -23,10 +26,7 @@ so :math:`∂L/∂X_t = G_t`. Only the membrane :math:`U` is saved for the backw
 
 from __future__ import annotations
 
-import torch
-
-from snnframe.engine.buffers import step_buffer
-from snnframe.engine.kernels import lif as lif_kernels
+from snnframe.engine.lif import lif
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
@@ -34,7 +34,6 @@ from snnframe.engine.neuron import (
     check_reset,
     check_surrogate,
     check_unit_interval,
-    needs_grad,
     scalar,
 )
 from snnframe.engine.surrogate import Surrogate
@@ -55,6 +54,8 @@ class Leaky(SpikingNeuron):
         reset_mechanism: ``"subtract"`` (:math:`θ`), ``"zero"`` or ``"none"`` after a spike.
         learn_beta, learn_threshold: make :math:`β` / :math:`θ` trainable scalars.
     """
+
+    low_precision_input = True  # the engine's lif() reads float16/bfloat16 input on its Triton path
 
     def __init__(
         self,
@@ -79,103 +80,4 @@ class Leaky(SpikingNeuron):
         )
 
     def simulate(self, x, return_mem):
-        beta = self.beta.clamp(0, 1).to(x.dtype)
-        threshold = self.threshold.to(x.dtype)
-        if needs_grad(x, beta, threshold):
-            spikes, mem = _LeakyFunction.apply(x, beta, threshold, self.surrogate, self.reset_mechanism)
-            return spikes, mem
-        with torch.no_grad():
-            return leaky_forward(x, beta, threshold, self.reset_mechanism, keep_mem=return_mem)
-
-
-def leaky_forward(x, beta, threshold, reset, keep_mem):
-    """Spikes ``[T, ...]`` and (``keep_mem``) the membrane ``[T, ...]`` for input ``x``."""
-    spikes = step_buffer(x)
-    mem = step_buffer(x) if keep_mem else None
-    if lif_kernels.usable(x):
-        lif_kernels.leaky_forward(x, float(beta), float(threshold), reset, spikes, mem)
-        return spikes, mem
-    buffers = mem if keep_mem else step_buffer(x, steps=2)
-    neg_threshold = -threshold
-    for t in range(x.shape[0]):
-        u = buffers[t] if keep_mem else buffers[t % 2]
-        if t == 0:
-            u.copy_(x[0])
-        else:
-            u_prev, s_prev = (mem[t - 1] if keep_mem else buffers[(t - 1) % 2]), spikes[t - 1]
-            # Same operation order as snnTorch (beta * U + X - r * threshold), so results are bitwise equal.
-            torch.mul(u_prev, beta, out=u)
-            if reset == "zero":
-                u.addcmul_(u, s_prev, value=-1)
-            u.add_(x[t])
-            if reset == "subtract":
-                u.addcmul_(s_prev, neg_threshold)
-        torch.gt(u, threshold, out=spikes[t])
-    return spikes, mem
-
-
-class _LeakyFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, beta, threshold, surrogate, reset):
-        spikes, mem = leaky_forward(x, beta, threshold, reset, keep_mem=True)
-        ctx.save_for_backward(mem, beta, threshold)
-        ctx.surrogate, ctx.reset = surrogate, reset
-        ctx.set_materialize_grads(False)
-        return spikes, mem
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_mem):
-        mem, beta, threshold = ctx.saved_tensors
-        want_beta, want_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        if lif_kernels.usable(mem):
-            grad = step_buffer(mem)
-            surrogate_sum = lif_kernels.leaky_backward(
-                mem, grad_spikes, grad_mem, float(beta), float(threshold), ctx.reset, ctx.surrogate, grad
-            )
-            surrogate_sum = mem.new_tensor(surrogate_sum)
-        else:
-            grad, surrogate_sum = lif_adjoint(
-                grad_spikes, grad_mem, mem - threshold, beta, ctx.reset, ctx.surrogate, want_threshold
-            )
-        fired_before = mem[:-1] > threshold if (want_beta or want_threshold) else None  # r_t for t >= 1
-        grad_beta = lif_beta_grad(grad, mem, fired_before, ctx.reset) if want_beta else None
-        grad_threshold = lif_threshold_grad(grad, surrogate_sum, fired_before, ctx.reset) if want_threshold else None
-        return grad, grad_beta, grad_threshold, None, None
-
-
-def lif_adjoint(grad_spikes, grad_mem, shifted, beta, reset, surrogate, want_surrogate_sum):
-    r"""Run :math:`G_t = g^S_t σ'(D_t) + ∂L/∂U_t + a_{t+1} G_{t+1}` backwards in time.
-
-    ``shifted`` holds :math:`D_t = U_t - Θ_t` for all steps, the membrane minus the threshold it
-    was compared with (so :math:`r_{t+1} = [D_t > 0]`). The surrogate is applied to all steps at
-    once, leaving one operation per step (few kernel launches on a GPU). Returns ``G`` and, if
-    asked, :math:`\sum_t g^S_t σ'(D_t)` (part of the threshold's gradient).
-    """
-    grad = step_buffer(shifted)
-    surrogate_sum = grad.new_zeros(())
-    if grad_spikes is not None:
-        torch.mul(grad_spikes, surrogate.derivative(shifted), out=grad)
-        if want_surrogate_sum:
-            surrogate_sum = grad.sum()
-    else:
-        grad.zero_()
-    if grad_mem is not None:
-        grad.add_(grad_mem)
-    # a_{t+1} = beta, or beta (1 - r_{t+1}) for "zero": a step that fired passes nothing back
-    decay = beta * (shifted <= 0) if reset == "zero" else beta
-    for t in range(shifted.shape[0] - 2, -1, -1):
-        grad[t].addcmul_(grad[t + 1], decay[t] if reset == "zero" else decay)
-    return grad, surrogate_sum
-
-
-def lif_beta_grad(grad, mem, fired_before, reset):
-    r""":math:`∂L/∂β = \sum_{t \ge 1} G_t (1 - r_t)^{[zero]} U_{t-1}`."""
-    prev = mem[:-1] if reset != "zero" else mem[:-1] * ~fired_before
-    return torch.sum(grad[1:] * prev)
-
-
-def lif_threshold_grad(grad, surrogate_sum, fired_before, reset):
-    r""":math:`∂L/∂θ = -\sum_t g^S_t σ'(D_t) - [subtract] \sum_{t \ge 1} G_t r_t`."""
-    if reset != "subtract":
-        return -surrogate_sum
-    return -surrogate_sum - torch.sum(grad[1:] * fired_before)
+        return lif(x, self.beta.clamp(0, 1), self.threshold, self.surrogate, self.reset_mechanism, return_mem)

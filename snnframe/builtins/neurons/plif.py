@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.kernels import plif as plif_kernels
+from snnframe.engine.kernels.lif import state_dtype
 from snnframe.engine.neuron import SpikingNeuron, check_positive, check_reset, check_surrogate, needs_grad
 from snnframe.engine.surrogate import Surrogate
 
@@ -55,6 +57,8 @@ class PLIF(SpikingNeuron):
         decay_input: whether the input is scaled by :math:`1/τ` too.
         detach_reset: stop gradients through the reset (SpikingJelly's ``detach_reset``).
     """
+
+    low_precision_input = True  # the Triton kernels read float16/bfloat16 input (CUDA)
 
     def __init__(
         self,
@@ -84,7 +88,8 @@ class PLIF(SpikingNeuron):
         )
 
     def simulate(self, x, return_mem):
-        k = torch.sigmoid(self.w).to(x.dtype)
+        x, _ = plif_kernels.kernel_input(x)  # upcast unless the Triton kernels read it as it is
+        k = torch.sigmoid(self.w).to(state_dtype(x.dtype))
         options = (self.threshold, self.reset_mechanism, self.decay_input, self.detach_reset)
         if needs_grad(x, k):
             return _PLIFFunction.apply(x, k, options, self.surrogate)
@@ -93,11 +98,19 @@ class PLIF(SpikingNeuron):
 
 
 def plif_forward(x, k, options, keep_mem):
-    """Spikes and, if ``keep_mem``, the pre-reset potential :math:`H` (``[T, ...]``)."""
+    """Spikes and, if ``keep_mem``, the pre-reset potential :math:`H` (``[T, ...]``).
+
+    Triton kernels on CUDA, else the PyTorch loop (float32 state; float64 for float64 input).
+    """
     threshold, reset, decay_input, _ = options
-    steps = x.shape[0]
-    spikes = step_buffer(x)
-    charged = step_buffer(x) if keep_mem else step_buffer(x, steps=2)
+    steps, state = x.shape[0], state_dtype(x.dtype)
+    spikes = step_buffer(x, dtype=state)
+    triton = plif_kernels.triton_kernels(x)
+    if triton is not None:
+        charged = step_buffer(x, dtype=state) if keep_mem else None
+        if plif_kernels.triton_forward(triton, x, k, threshold, reset, decay_input, spikes, charged):
+            return spikes, charged
+    charged = step_buffer(x, dtype=state) if keep_mem else step_buffer(x, steps=2, dtype=state)
     v = torch.zeros_like(spikes[0])
     keep = 1 - k
     for t in range(steps):
@@ -123,7 +136,7 @@ class _PLIFFunction(torch.autograd.Function):
         spikes, charged = plif_forward(x, k, options, keep_mem=True)
         decay_input = options[2]
         ctx.save_for_backward(charged, k, x if (decay_input and ctx.needs_input_grad[1]) else None)
-        ctx.options, ctx.surrogate = options, surrogate
+        ctx.options, ctx.surrogate, ctx.x_dtype = options, surrogate, x.dtype
         ctx.set_materialize_grads(False)
         return spikes, charged
 
@@ -131,6 +144,22 @@ class _PLIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_charged):
         charged, k, x = ctx.saved_tensors
         threshold, reset, decay_input, detach_reset = ctx.options
+        triton = plif_kernels.triton_kernels(charged)
+        if triton is not None:
+            out = plif_kernels.triton_backward(
+                triton,
+                charged,
+                x,
+                grad_spikes,
+                grad_charged,
+                k,
+                ctx.options,
+                ctx.surrogate,
+                ctx.x_dtype,
+                ctx.needs_input_grad[1],
+            )
+            if out is not None:
+                return *out, None, None
         steps = charged.shape[0]
         grad = step_buffer(charged)  # G_t = ∂L/∂H_t
         for t in range(steps - 1, -1, -1):

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import torch
 
-from snnframe.builtins.neurons.leaky import lif_threshold_grad
 from snnframe.engine.buffers import step_buffer
+from snnframe.engine.kernels import synaptic as synaptic_kernels
+from snnframe.engine.kernels.lif import state_dtype
+from snnframe.engine.lif import lif_threshold_grad
 from snnframe.engine.neuron import (
     ResetMechanism,
     SpikingNeuron,
@@ -54,6 +56,8 @@ class Synaptic(SpikingNeuron):
         learn_alpha, learn_beta, learn_threshold: make the scalar trainable.
     """
 
+    low_precision_input = True  # the Triton kernels read float16/bfloat16 input (CUDA)
+
     def __init__(
         self,
         *,
@@ -80,9 +84,11 @@ class Synaptic(SpikingNeuron):
         )
 
     def simulate(self, x, return_mem):
-        alpha = self.alpha.clamp(0, 1).to(x.dtype)
-        beta = self.beta.clamp(0, 1).to(x.dtype)
-        threshold = self.threshold.to(x.dtype)
+        x, _ = synaptic_kernels.kernel_input(x)  # upcast unless the Triton kernels read it as it is
+        state = state_dtype(x.dtype)
+        alpha = self.alpha.clamp(0, 1).to(state)
+        beta = self.beta.clamp(0, 1).to(state)
+        threshold = self.threshold.to(state)
         params = (x, alpha, beta, threshold)
         if needs_grad(*params):
             return _SynapticFunction.apply(*params, self.surrogate, self.reset_mechanism)
@@ -92,11 +98,20 @@ class Synaptic(SpikingNeuron):
 
 
 def synaptic_forward(x, alpha, beta, threshold, reset, keep_mem, keep_syn):
-    """Spikes, synaptic current (``keep_syn``) and membrane (``keep_mem``), each ``[T, ...]``."""
-    steps = x.shape[0]
-    spikes = step_buffer(x)
-    syn = step_buffer(x) if keep_syn else step_buffer(x, steps=2)
-    mem = step_buffer(x) if keep_mem else step_buffer(x, steps=2)
+    """Spikes, synaptic current (``keep_syn``) and membrane (``keep_mem``), each ``[T, ...]``.
+
+    Triton kernels on CUDA, else the PyTorch loop (float32 state; float64 for float64 input).
+    """
+    steps, state = x.shape[0], state_dtype(x.dtype)
+    spikes = step_buffer(x, dtype=state)
+    triton = synaptic_kernels.triton_kernels(x)
+    if triton is not None:
+        syn = step_buffer(x, dtype=state) if keep_syn else None
+        mem = step_buffer(x, dtype=state) if keep_mem else None
+        if synaptic_kernels.triton_forward(triton, x, alpha, beta, threshold, reset, spikes, mem, syn):
+            return spikes, syn, mem
+    syn = step_buffer(x, dtype=state) if keep_syn else step_buffer(x, steps=2, dtype=state)
+    mem = step_buffer(x, dtype=state) if keep_mem else step_buffer(x, steps=2, dtype=state)
     neg_threshold = -threshold
     for t in range(steps):
         i = syn[t] if keep_syn else syn[t % 2]
@@ -126,7 +141,7 @@ class _SynapticFunction(torch.autograd.Function):
         want_alpha = ctx.needs_input_grad[1]
         spikes, syn, mem = synaptic_forward(x, alpha, beta, threshold, reset, keep_mem=True, keep_syn=want_alpha)
         ctx.save_for_backward(mem, syn, alpha, beta, threshold)
-        ctx.surrogate, ctx.reset = surrogate, reset
+        ctx.surrogate, ctx.reset, ctx.x_dtype = surrogate, reset, x.dtype
         ctx.set_materialize_grads(False)
         return spikes, mem
 
@@ -135,6 +150,24 @@ class _SynapticFunction(torch.autograd.Function):
         mem, syn, alpha, beta, threshold = ctx.saved_tensors
         reset, surrogate = ctx.reset, ctx.surrogate
         _, want_alpha, want_beta, want_threshold = ctx.needs_input_grad[:4]
+        triton = synaptic_kernels.triton_kernels(mem)
+        if triton is not None:
+            out = synaptic_kernels.triton_backward(
+                triton,
+                mem,
+                syn,
+                grad_spikes,
+                grad_mem,
+                alpha,
+                beta,
+                threshold,
+                reset,
+                surrogate,
+                ctx.x_dtype,
+                (want_alpha, want_beta, want_threshold),
+            )
+            if out is not None:
+                return *out, None, None
         steps = mem.shape[0]
         shifted = mem - threshold
         grad_mem_total = step_buffer(mem)  # G^U

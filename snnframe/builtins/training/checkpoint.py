@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from snnframe.builtins.training.errors import ResumeError
-from snnframe.io import atomic_writer
+from snnframe.io import atomic_writer, temporary_path, write_error
 from snnframe.rundir import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, CheckpointError, read_checkpoint
 
 FORMAT_VERSION = CHECKPOINT_FORMAT
@@ -24,11 +24,45 @@ FORMAT_VERSION = CHECKPOINT_FORMAT
 REQUIRED_KEYS = (*CHECKPOINT_KEYS, "optimizer", "scheduler", "scaler", "rng")
 
 
+class _Recording:
+    """A file object that remembers the ``OSError`` of a failed write.
+
+    ``torch.save`` turns one into ``RuntimeError: ... unexpected pos``; the disk-full behind it
+    is what the user needs to hear.
+    """
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically and durably: a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` to ``path`` atomically and durably: a reader sees the old file or the new one.
+
+    A failed write (disk full, ...) leaves the old file and no temporary one, and raises a
+    ``WriteError`` naming ``path`` and the cause.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path.parent, exc, "create") from None
     with atomic_writer(path, fsync=True) as f:
-        torch.save(state, f)
+        recording = _Recording(f)
+        try:
+            torch.save(state, recording)
+        except RuntimeError:
+            if recording.error is not None:
+                raise recording.error from None
+            raise
 
 
 def copy_checkpoint(source: Path, path: Path) -> None:
@@ -36,7 +70,7 @@ def copy_checkpoint(source: Path, path: Path) -> None:
 
     ``source`` is later replaced, never rewritten in place, so a link stays a true copy.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     tmp.unlink(missing_ok=True)
     try:
         try:
@@ -44,8 +78,10 @@ def copy_checkpoint(source: Path, path: Path) -> None:
         except OSError:  # no hard links on this file system
             shutil.copyfile(source, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 

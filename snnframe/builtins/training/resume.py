@@ -7,7 +7,6 @@ generator is reseeded per epoch (:func:`epoch_seed`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from snnframe.builtins.training.checkpoint import (
 from snnframe.builtins.training.errors import ResumeError
 from snnframe.builtins.training.optim import stretch_cosine
 from snnframe.io import atomic_write
-from snnframe.rundir import LAST_CHECKPOINT, epoch_checkpoints
+from snnframe.rundir import LAST_CHECKPOINT, MID_EPOCH_FORMAT, epoch_checkpoints, metrics_line
 
 if TYPE_CHECKING:
     from snnframe.builtins.training.session import Session
@@ -46,7 +45,11 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 def resume(session: Session) -> tuple[int, list[dict[str, Any]] | None]:
     """Load ``last.pt`` into ``session`` if the run resumes; return the epochs already done and
-    the processes' saved random states (``None`` for a run from the start)."""
+    the processes' saved random states (``None`` for a run from the start).
+
+    Nothing is written here (see :func:`finish_resume`). A mid-epoch checkpoint (format 4) also
+    sets ``session.partial``: the batches of the next epoch already trained and their running totals.
+    """
     last = session.ckpt_dir / LAST_CHECKPOINT
     state = None
     if session.exp.resume:
@@ -63,9 +66,6 @@ def resume(session: Session) -> tuple[int, list[dict[str, Any]] | None]:
     if state is None:
         if session.exp.resume:
             session.log.warning("--resume: no %s yet, starting from epoch 1", last)
-        if session.is_main:
-            session.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-            session.metrics_path.write_text("")
         return 0, None
     try:
         session.model.load_state_dict(state["model"])
@@ -81,13 +81,40 @@ def resume(session: Session) -> tuple[int, list[dict[str, Any]] | None]:
         saved_rng = rng_states(state["rng"])  # checked here, alike on every process
         session.history = [dict(row) for row in state["history"]]
         epoch = int(state["epoch"])
+        session.partial = _partial(state)
     except (KeyError, TypeError, ValueError) as exc:
         raise malformed(last, exc) from exc
-    if session.is_main:
-        # drop rows of an epoch that was logged but not checkpointed
-        atomic_write(session.metrics_path, "".join(json.dumps(row) + "\n" for row in session.history))
-    session.log.info("resuming from %s after epoch %d", last, epoch)
+    batch = session.partial["batch"] if session.partial else 0
+    session.saved = (epoch, batch)
+    if batch:
+        session.log.info("resuming from %s: epoch %d, after batch %d", last, epoch + 1, batch)
+    else:
+        session.log.info("resuming from %s after epoch %d", last, epoch)
     return epoch, saved_rng
+
+
+def _partial(state: dict[str, Any]) -> dict[str, Any] | None:
+    """A mid-epoch checkpoint's position: ``{"batch", "totals" (one tensor per process), "train_seconds"}``."""
+    if state["format"] != MID_EPOCH_FORMAT:
+        return None
+    partial = state["partial"]
+    batch = int(state["batch"])
+    totals = [torch.as_tensor(t, dtype=torch.float64).reshape(3) for t in partial["totals"]]
+    if batch < 1 or not totals:
+        raise ValueError(f"batch {batch} with {len(totals)} running totals")
+    return {"batch": batch, "totals": totals, "train_seconds": float(partial["train_seconds"])}
+
+
+def finish_resume(session: Session) -> None:
+    """Start writing: the core may write ``recipe.toml`` and ``training.log`` (``Experiment.begin``), then
+    ``metrics.jsonl`` gets the checkpoint's rows (a row logged after it is dropped), or starts empty.
+
+    Called once everything was read and checked, so that a resume that fails changes nothing.
+    """
+    session.exp.begin()
+    if session.is_main:
+        session.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(session.metrics_path, "".join(metrics_line(row) + "\n" for row in session.history))
 
 
 def _read(last: Path) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from snnframe.contracts import VisualContext
+from snnframe.io import atomic_path
 
 
 class Curves:
@@ -46,5 +47,6 @@ class Curves:
         return fig
 
     def _save(self, fig: Figure, path: Path) -> Path:
-        fig.savefig(path, dpi=self.dpi)
+        with atomic_path(path) as tmp:  # a full disk leaves the old plot, not a 0-byte one
+            fig.savefig(tmp, dpi=self.dpi)
         return path

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from snnframe.builtins.visualizers.samples import class_names, run_samples
 from snnframe.contracts import VisualContext
 from snnframe.engine.neuron import SpikingNeuron
+from snnframe.io import atomic_path
 
 
 def spiking_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
@@ -34,7 +35,8 @@ class Raster:
     def __call__(self, ctx: VisualContext) -> list[Path]:
         layers, target = self.record(ctx)
         path = Path(ctx.run_dir) / f"raster_{self.sample}_target{target}.png"
-        self._plot(layers, class_names(ctx), target).savefig(path, dpi=self.dpi)
+        with atomic_path(path) as tmp:  # a full disk leaves the old plot, not a 0-byte one
+            self._plot(layers, class_names(ctx), target).savefig(tmp, dpi=self.dpi)
         return [path]
 
     def record(self, ctx: VisualContext) -> tuple[list[tuple[str, torch.Tensor]], int]:

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from snnframe.builtins.visualizers.samples import class_names, run_samples
 from snnframe.contracts import VisualContext
+from snnframe.io import atomic_path
 
 INK = "#333F4B"
 BAR = "#007ACC"
@@ -90,7 +91,7 @@ class SpikeCountGif:
         fig.tight_layout()
 
         writer = PillowWriter(fps=self.fps)
-        with writer.saving(fig, str(path), dpi=self.dpi):
+        with atomic_path(path) as tmp, writer.saving(fig, str(tmp), dpi=self.dpi):
             for t in self.frame_steps(steps):
                 counts = cumulative[t]
                 bars.set_segments([[(0, row), (count, row)] for row, count in zip(rows, counts)])

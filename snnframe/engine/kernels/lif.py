@@ -10,16 +10,22 @@ forces it.
 Tensors are handed to the kernels as ``[T, N]`` arrays in the memory order of one time step
 (channels-last stays channels-last); a time-expanded input has stride 0 along ``T``.
 The arithmetic follows the PyTorch loop's order, so forward results are bitwise equal.
+
+On CUDA the Triton kernels of ``lif_triton`` run instead (``SNNFRAME_TRITON=0`` switches them
+off): the same one-pass design on the GPU, for any float input dtype, the ``alif`` variant
+included; the ``triton_*`` functions here hand them ``[T, N]`` views.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
 
 from snnframe.engine import kernels
+from snnframe.engine.buffers import step_buffer
 from snnframe.engine.surrogate import KERNEL_FORMS, ATan
 
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
@@ -64,14 +70,22 @@ def as_2d(x: torch.Tensor, order: list[int]) -> torch.Tensor | None:
     return v.reshape(steps, n)
 
 
-def arrays(x: torch.Tensor, order: list[int], like: torch.Tensor):
-    """A numpy ``[T, N]`` view of ``x`` in the step layout of ``like`` (copied into it if needed)."""
+def rows(x: torch.Tensor, order: list[int], like: torch.Tensor, dense: bool = False) -> torch.Tensor:
+    """A ``[T, N]`` view of ``x`` in the step layout of ``like`` (copied into it if needed).
+
+    The view's row stride is ``N``, or 0 for time-expanded ``x`` unless ``dense``.
+    """
     view = as_2d(x, order)
-    if view is None:
-        copy = torch.empty_like(like)
+    if view is None or (dense and x.shape[0] > 1 and view.stride(0) == 0):
+        copy = torch.empty_like(like, dtype=x.dtype)
         copy.copy_(x)
         view = as_2d(copy, order)
-    return view.detach().numpy()
+    return view.detach()
+
+
+def arrays(x: torch.Tensor, order: list[int], like: torch.Tensor):
+    """A numpy ``[T, N]`` view of ``x`` in the step layout of ``like`` (copied into it if needed)."""
+    return rows(x, order, like).numpy()
 
 
 def _scalar_type(dtype: torch.dtype):
@@ -127,3 +141,109 @@ def leaky_backward(mem, grad_spikes, grad_mem, beta, threshold, reset, surrogate
         BLOCK,
     )
     return float(partial.sum())
+
+
+# ---- Triton (CUDA) ----------------------------------------------------------------------------
+
+
+def kernel_input(x: torch.Tensor):
+    """``(x, module)``: the input as the LIF kernels read it and the Triton module, if it runs on ``x``."""
+    return kernels.triton_input("lif_triton", x)
+
+
+def triton_kernels(*tensors: torch.Tensor):
+    """The ``lif_triton`` module if its kernels may run on ``tensors`` (see ``kernels.triton``), else ``None``."""
+    return kernels.triton("lif_triton", *tensors)
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the recurrence runs in: float64 for float64 input, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@functools.lru_cache(maxsize=64)
+def constants(device: torch.device, dtype: torch.dtype, values: tuple[float, ...]) -> torch.Tensor:
+    """Python floats as a device tensor the kernels load, made once per device, dtype and values.
+
+    (Triton passes Python floats as float32 and a fresh tensor would copy from the host on every
+    call; for float64 state the scalars must be float64.)
+    """
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def device_scalar(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A 0-d parameter as the kernels read it: on ``like``'s device, in its dtype, no gradient."""
+    return value.detach().to(device=like.device, dtype=like.dtype).reshape(())
+
+
+@torch.compiler.disable  # Triton launches stay eager under torch.compile (like the numba kernels)
+def triton_forward(k, x, beta, threshold, reset, spikes, mem, shifted=None, adaptation=None) -> bool:
+    """Fill ``spikes`` (and ``mem``, ``shifted`` unless ``None``) with the Triton kernels.
+
+    ``x [T, ...]`` has any float dtype and strides; the outputs are step buffers in the state
+    dtype. ``adaptation = (β_a, ρ)`` runs ``alif``'s adaptive threshold (``shifted`` = U - Θ).
+    Returns ``False`` (after a one-time warning) if the kernels failed: the caller then runs its
+    PyTorch loop.
+    """
+    order = memory_order(spikes[0])
+    state = spikes.dtype
+    consts = constants(x.device, state, tuple(float(v) for v in adaptation) if adaptation else (0.0, 0.0))
+    try:
+        k.lif_forward(
+            rows(x, order, spikes),
+            as_2d(spikes, order),
+            as_2d(mem, order) if mem is not None else None,
+            as_2d(shifted, order) if shifted is not None else None,
+            device_scalar(beta, spikes),
+            device_scalar(threshold, spikes),
+            consts,
+            RESETS[reset],
+            adaptation is not None,
+        )
+    except Exception as error:  # compilation on an unsupported GPU, a driver problem, ...
+        kernels.triton_failed("lif_triton", error)
+        return False
+    return True
+
+
+@torch.compiler.disable
+def triton_backward(
+    k, mem, shifted, grad_spikes, grad_mem, beta, threshold, reset, surrogate, grad_dtype, want_beta, want_threshold
+):
+    """``(∂L/∂X in grad_dtype, ∂L/∂β or None, ∂L/∂θ or None)`` from the Triton adjoint kernel.
+
+    ``shifted`` is ``alif``'s saved :math:`D = U - Θ` (``None`` for the LIF scan, where
+    :math:`D = U - θ`); ``mem`` may then be ``None`` unless ``want_beta``. Returns ``None`` if
+    the kernels failed (the caller runs the PyTorch adjoint).
+    """
+    ref = shifted if shifted is not None else mem
+    order = memory_order(ref[0])
+    state = ref.dtype
+    grad = step_buffer(ref, dtype=grad_dtype)
+    sid, p1, p2 = surrogate_code(surrogate)
+    pre = None
+    if sid == PRECOMPUTED and grad_spikes is not None:
+        threshold_ = device_scalar(threshold, ref)
+        pre = rows(surrogate.derivative(ref if shifted is not None else ref - threshold_), order, ref, dense=True)
+    try:
+        partial_beta, partial_threshold = k.lif_backward(
+            as_2d(mem, order) if mem is not None else None,
+            as_2d(shifted, order) if shifted is not None else None,
+            rows(grad_spikes, order, ref) if grad_spikes is not None else None,
+            rows(grad_mem, order, ref) if grad_mem is not None else None,
+            pre,
+            as_2d(grad, order),
+            device_scalar(beta, ref),
+            device_scalar(threshold, ref),
+            constants(ref.device, state, (p1, p2)),
+            RESETS[reset],
+            sid,
+            want_beta,
+            want_threshold,
+        )
+    except Exception as error:
+        kernels.triton_failed("lif_triton", error)
+        return None
+    grad_beta = partial_beta.sum() if want_beta else None
+    grad_threshold = -partial_threshold.sum() if want_threshold else None
+    return grad, grad_beta, grad_threshold
