@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from snnframe.errors import SnnframeError, UsageError
+from snnframe.errors import Preempted, SnnframeError, UsageError
 from snnframe.recipe import apply_overrides, check_core, read_with_overrides
 from snnframe.rundir import METRICS_FILE, RECIPE_FILE
 
@@ -198,7 +198,8 @@ def run_sweep(
 
     Every combination to train is checked first (recipe, plugins, run directory), so that a
     mistake stops the sweep before anything trains. A run that fails is reported and the
-    others still run; returns the failures' messages.
+    others still run; returns the failures' messages. A run stopped by SIGTERM stops the sweep
+    (``Preempted``): running it again resumes that run.
     """
     from snnframe.run import prepare, run
 
@@ -217,6 +218,8 @@ def run_sweep(
         echo(f"sweep {sweep.name}: run {number}/{len(todo)}: {point.name} ({'resumed' if state != 'new' else 'new'})")
         try:
             run(sweep.recipe, list(point.overrides), resume=state == "interrupted", plugins=plugins)
+        except Preempted as exc:  # SIGTERM (a scheduler's preemption): stop the whole sweep, resumable
+            raise Preempted(f"{point.name}: {exc}; run the same sweep command again to continue") from None
         except SnnframeError as exc:
             echo(f"sweep {sweep.name}: {point.name} failed: {exc}")
             failures.append(f"{point.name}: {exc}")
