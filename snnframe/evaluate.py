@@ -76,7 +76,7 @@ def evaluate(run: Any, *, batch_size: int | None = None, device: str = "cpu") ->
         "energy_j": energy_j(synops, snn_macs),
         "ann_energy_j": energy_j(0.0, ann_macs),
         "energy_model": {"ac_j": ENERGY_PER_AC_J, "mac_j": ENERGY_PER_MAC_J, "source": ENERGY_SOURCE},
-        "layers": counted["layers"],
+        "per_layer": counted["per_layer"],
         "not_counted": list(ops.skipped),
     }
 
@@ -105,12 +105,12 @@ def report(result: dict[str, Any]) -> str:
         "",
         "firing rates (mean spikes per neuron per step on the test set):",
     ]
-    width = max([len(n) for n in result["firing_rates"]] + [len(n) for n in result["layers"]] + [5])
+    width = max([len(n) for n in result["firing_rates"]] + [len(n) for n in result["per_layer"]] + [5])
     lines += [f"  {name:<{width}}  {rate:.4f}" for name, rate in result["firing_rates"].items()]
     if not result["firing_rates"]:
         lines.append("  (no SpikingNeuron layers found)")
     lines += ["", "operations per sample:", f"  {'layer':<{width}}  {'SynOps':>10}  {'MACs':>10}  {'ANN MACs':>10}"]
-    for name, layer in result["layers"].items():
+    for name, layer in result["per_layer"].items():
         lines.append(
             f"  {name:<{width}}  {_count(layer['synops']):>10}  {_count(layer['macs']):>10}  "
             f"{_count(layer['ann_macs']):>10}"

@@ -90,8 +90,8 @@ def test_synops_of_a_tiny_network_match_a_hand_count():
     # that hold a spike: all 4 at t=0 (the centre is in every window), the top 2 at t=1 -> 6 spikes reach
     # the linear layer, 4 synapses each = 24. 62 for the batch, 2 samples: 31 per sample.
     assert ops.samples == 2
-    assert counted["layers"]["1:conv2d"] == {"synops": 19.0, "macs": 0.0, "ann_macs": 98.0}
-    assert counted["layers"]["2:linear"] == {"synops": 12.0, "macs": 0.0, "ann_macs": 32.0}
+    assert counted["per_layer"]["1:conv2d"] == {"synops": 19.0, "macs": 0.0, "ann_macs": 98.0}
+    assert counted["per_layer"]["2:linear"] == {"synops": 12.0, "macs": 0.0, "ann_macs": 32.0}
     # the same network as an ANN: conv 2 x (4 corners x 4 + 4 edges x 6 + 9) = 98, linear 8 x 4 = 32
     assert (counted["synops"], counted["snn_macs"], counted["ann_macs"]) == (31.0, 0.0, 130.0)
     assert energy_j(counted["synops"]) == pytest.approx(31 * 0.9e-12)
@@ -106,7 +106,7 @@ def test_a_layer_fed_by_non_spike_input_is_counted_as_macs_once_per_step_it_runs
         net = tiny_network()
         with torch.no_grad(), SynapticOps(net) as ops:
             net(x)
-        counts[kind] = ops.per_sample()["layers"]["1:conv2d"]
+        counts[kind] = ops.per_sample()["per_layer"]["1:conv2d"]
     # the engine runs the first convolution once for static input, five times for five copies
     assert counts["static"] == {"synops": 0.0, "macs": 98.0, "ann_macs": 98.0}
     assert counts["copied"] == {"synops": 0.0, "macs": 5 * 98.0, "ann_macs": 98.0}
@@ -123,8 +123,8 @@ def test_recurrent_weights_inside_a_neuron_count_its_spikes_one_step_later():
     counted = ops.per_sample()
     # the input layer: 6 input spikes x 3 synapses; the recurrent weights: spikes at t=0, 1 (the last step
     # drives nothing) x 3 synapses each; the ANN has no steps, so no recurrent MACs
-    assert counted["layers"]["1:linear"]["synops"] == 18.0
-    assert counted["layers"]["1:recurrentthreshold.linear"] == {"synops": 9.0, "macs": 0.0, "ann_macs": 0.0}
+    assert counted["per_layer"]["1:linear"]["synops"] == 18.0
+    assert counted["per_layer"]["1:recurrentthreshold.linear"] == {"synops": 9.0, "macs": 0.0, "ann_macs": 0.0}
     assert (counted["synops"], counted["ann_macs"]) == (27.0, 9.0)
 
 

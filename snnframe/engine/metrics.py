@@ -290,7 +290,7 @@ class SynapticOps:
             "synops": sum(v["synops"] for v in layers.values()),
             "snn_macs": sum(v["macs"] for v in layers.values()),
             "ann_macs": sum(v["ann_macs"] for v in layers.values()),
-            "layers": layers,
+            "per_layer": layers,
         }
 
 
