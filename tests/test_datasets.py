@@ -17,8 +17,9 @@ from snnframe.builtins.datasets.mnist import MNIST, RAW_FILES, FashionMNIST
 from snnframe.builtins.datasets.ndigits import NDigits
 from snnframe.builtins.datasets.nmnist import NMNIST
 from snnframe.builtins.datasets.saccades import simulate
-from snnframe.builtins.encoders.frames import Frames, FrameTransform
-from snnframe.errors import DataError, RecipeError, SnnframeError
+from snnframe.builtins.encoders.frames import Denoise, Frames
+from snnframe.errors import DataError, SnnframeError
+from snnframe.events import EventTransform
 
 FACTORIES = {"digits": Digits, "ndigits": NDigits, "mnist": MNIST, "fashion_mnist": FashionMNIST, "nmnist": NMNIST}
 
@@ -38,10 +39,10 @@ def nmnist_root(tmp_path_factory):
 
 
 @dataclass(frozen=True)
-class CountingFrames:
-    """A frame transform that counts its calls; its repr names its parameters (cacheable)."""
+class CountingDenoise(EventTransform):
+    """The frames encoder's transform, counting its calls; its repr names its parameters (cacheable)."""
 
-    inner: FrameTransform
+    inner: Denoise
     calls: list = field(default_factory=list, repr=False, compare=False)
 
     def __call__(self, events):
@@ -49,7 +50,7 @@ class CountingFrames:
         return self.inner(events)
 
 
-def frames_for(info, **kwargs):
+def transform_for(info, **kwargs):
     return Frames(**kwargs).sample_transform(info)
 
 
@@ -129,7 +130,7 @@ def test_nmnist_reads_bin_files_through_tonic(nmnist_root):
 
     root, written = nmnist_root
     train, test = NMNIST(root=str(root), require_archives=False, augment=False).splits(None)
-    assert isinstance(train, tonic.datasets.NMNIST)
+    assert isinstance(train.source.dataset, tonic.datasets.NMNIST)  # tonic's class and reader
     assert (len(train), len(test)) == (20, 10)
     for split, data in (("train", train), ("test", test)):
         for i, (path, (x, y, t, p)) in enumerate(written[split]):
@@ -153,41 +154,87 @@ def test_missing_nmnist_says_where_the_files_go(nmnist_root, tmp_path):
         NMNIST(root=str(tmp_path), require_archives=False).splits(None)
 
 
-def test_nmnist_frames_are_cached_and_augmented_after_the_cache(nmnist_root, tmp_path):
+def test_nmnist_events_are_cached_and_augmented_after_the_cache(nmnist_root, tmp_path):
+    import tonic
+
     root, _ = nmnist_root
-    counting = CountingFrames(frames_for(NMNIST.info))
+    counting = CountingDenoise(transform_for(NMNIST.info))
     dataset = NMNIST(root=str(root), require_archives=False, cache_dir=str(tmp_path / "cache"))
     torch.manual_seed(0)
     train, test = dataset.splits(counting)
+    assert len(counting.calls) == 30  # every recording denoised once, when the cache was built
     first = [test[i][0] for i in range(len(test))]
     [train[i] for i in range(len(train))]
-    assert len(counting.calls) == 30
     second = [test[i][0] for i in range(len(test))]
-    assert len(counting.calls) == 30  # read from the cache
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
-    x, y = train[3]
-    assert x.dtype == torch.float32 and x.shape[1:] == (2, 34, 34)
-    unrotated = NMNIST(root=str(root), require_archives=False, augment=False, cache=False).splits(counting)[0][3][0]
-    assert not torch.equal(x, unrotated)  # rotated after the cache
-    assert torch.equal(second[0], NMNIST(root=str(root), require_archives=False, cache=False).splits(counting)[1][0][0])
+    assert len(counting.calls) == 30  # later reads come from the cache
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    uncached_train, uncached_test = NMNIST(root=str(root), require_archives=False, augment=False, cache=False).splits(
+        counting)
+    assert all(np.array_equal(a, uncached_test[i][0]) for i, a in enumerate(first))  # the cache returns what it stored
+    events, label = train[3]
+    unrotated = uncached_train[3][0]
+    assert events.dtype == tonic.datasets.NMNIST.dtype and label == uncached_train[3][1]
+    draws = [events] + [train[3][0] for _ in range(4)]
+    rotated = [not np.array_equal(d, unrotated) for d in draws]  # a tiny angle may move no event
+    assert sum(rotated) >= 3  # rotated after the cache, differently each time
+    assert len({d.tobytes() for d in draws}) >= 3
     keys = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*/key.json")]
     assert sorted(k["split"] for k in keys) == ["test", "train"]
-    assert all("FrameTransform(sensor_size=(34, 34, 2), time_window_us=1000" in k["transform"] for k in keys)
+    assert all(k["transform"] == "CountingDenoise(inner=Denoise(denoise_us=10000))" and k["format"] == 2 for k in keys)
+    assert sorted(p.name for p in next((tmp_path / "cache").glob("test-*")).iterdir()) == [
+        "events.bin", "index.npz", "key.json"]
 
 
-def test_a_changed_encoder_gets_a_new_cache(ndigits_root, tmp_path):
+def test_a_changed_denoise_gets_a_new_cache(ndigits_root, tmp_path):
     cache = tmp_path / "cache"
-    a = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(frames_for(NDigits.info))[1]
+    a = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(transform_for(NDigits.info))[1]
     b = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(
-        frames_for(NDigits.info, time_window_us=10_000)
+        transform_for(NDigits.info, denoise_us=2000)
     )[1]
-    assert a[0][0].shape[0] > 5 * b[0][0].shape[0]  # 1 ms vs 10 ms frames: not a stale read
+    assert len(b[0][0]) < len(a[0][0])  # a stricter filter keeps fewer events: not a stale read
     assert len(list(cache.glob("test-*"))) == 2
+    c = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(
+        transform_for(NDigits.info, time_window_us=10_000)
+    )[1]
+    assert np.array_equal(c[0][0], a[0][0]) and len(list(cache.glob("test-*"))) == 2  # framing is not cached
 
 
-def test_raw_events_cannot_be_rotated(ndigits_root):
-    with pytest.raises(RecipeError, match="data.augment"):
-        NDigits(root=str(ndigits_root)).splits(None)
+def test_old_frame_caches_are_never_read(ndigits_root, tmp_path):
+    """A format-1 cache (tonic's DiskCachedDataset HDF5 frames) under the same cache_dir is left alone."""
+    from tonic.cached_dataset import save_to_disk_cache
+
+    cache = tmp_path / "cache"
+    expected = NDigits(root=str(ndigits_root), cache=False, augment=False).splits(transform_for(NDigits.info))[1]
+    for split in ("train", "test"):
+        old = cache / f"{split}-0123456789ab"
+        old.mkdir(parents=True)
+        (old / "key.json").write_text(json.dumps({"split": split, "format": 1}))
+        save_to_disk_cache(np.ones((3, 2, 34, 34), np.int16), 0, file_path=str(old / "0_0.hdf5"))
+    test = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(transform_for(NDigits.info))[1]
+    assert all(np.array_equal(test[i][0], expected[i][0]) for i in (0, 100, 354))
+    assert len(list(cache.glob("test-*"))) == 2 and (cache / "test-0123456789ab" / "0_0.hdf5").is_file()
+
+
+def test_a_partial_cache_is_rebuilt_not_misread(ndigits_root, tmp_path):
+    cache = tmp_path / "cache"
+    transform = transform_for(NDigits.info)
+    first = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(transform)[1]
+    expected = [first[i][0] for i in (0, 354)]
+    path = next(cache.glob("test-*"))
+    data = (path / "events.bin").read_bytes()
+    (path / "events.bin").write_bytes(data[: len(data) // 2])  # e.g. copied by a tool that gave up halfway
+    test = NDigits(root=str(ndigits_root), cache_dir=str(cache), augment=False).splits(transform)[1]
+    assert (path / "events.bin").stat().st_size == len(data)  # built again
+    assert all(np.array_equal(test[i][0], e) for i, e in zip((0, 354), expected))
+
+
+def test_raw_events_are_rotated_too(ndigits_root):
+    torch.manual_seed(0)
+    rotated = NDigits(root=str(ndigits_root)).splits(None)[0]
+    plain = NDigits(root=str(ndigits_root), augment=False).splits(None)[0]
+    events, label = rotated[0]
+    assert label == plain[0][1] and not np.array_equal(events, plain[0][0])
+    assert 0.8 * len(plain[0][0]) < len(events) <= len(plain[0][0])  # only events rotated off the sensor are lost
 
 
 def test_ndigits_events_look_like_nmnist(ndigits_root):
@@ -226,13 +273,13 @@ def test_ndigits_is_generated_once_and_deterministic(ndigits_root):
 
 
 def test_second_pass_reads_the_cache(ndigits_root, tmp_path):
-    counting = CountingFrames(frames_for(NDigits.info, time_window_us=10_000))
-    _, test = NDigits(root=str(ndigits_root), cache_dir=str(tmp_path), augment=False).splits(counting)
-    times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        for i in range(len(test)):
-            test[i]
-        times.append(time.perf_counter() - start)
-    assert len(counting.calls) == len(test) == 355
-    print(f"ndigits test split, 10 ms frames: first pass {times[0]:.2f} s, second (cache) {times[1]:.2f} s")
+    counting = CountingDenoise(transform_for(NDigits.info))
+    start = time.perf_counter()
+    train, test = NDigits(root=str(ndigits_root), cache_dir=str(tmp_path), augment=False).splits(counting)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(len(test)):
+        test[i]
+    read = time.perf_counter() - start
+    assert len(counting.calls) == len(train) + len(test) == 1797
+    print(f"ndigits: denoising and caching both splits {build:.2f} s, reading the test split back {read:.2f} s")

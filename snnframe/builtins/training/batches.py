@@ -6,8 +6,9 @@ import torch
 
 
 def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """``obj`` with every tensor inside (tuples, lists, dicts) moved to ``device``."""
-    if isinstance(obj, torch.Tensor):
+    """``obj`` with every tensor inside (tuples, lists, dicts) moved to ``device``; other objects
+    with a ``to(device, non_blocking=...)`` method (e.g. ``snnframe.events.EventBatch``) move themselves."""
+    if isinstance(obj, torch.Tensor) or callable(getattr(obj, "to", None)):
         return obj.to(device, non_blocking=non_blocking)
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(item, device, non_blocking) for item in obj)
