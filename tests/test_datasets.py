@@ -6,22 +6,27 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers.data_files import write_mnist, write_nmnist
+from helpers.data_files import write_dvs_gesture, write_mnist, write_nmnist, write_shd
 
 from snnframe.builtins.datasets.digits import Digits, load_digits8, split_indices
+from snnframe.builtins.datasets.dvs_gesture import DVSGesture
 from snnframe.builtins.datasets.mnist import MNIST, RAW_FILES, FashionMNIST
 from snnframe.builtins.datasets.ndigits import NDigits
 from snnframe.builtins.datasets.nmnist import NMNIST
 from snnframe.builtins.datasets.saccades import simulate
+from snnframe.builtins.datasets.shd import SHD
 from snnframe.builtins.encoders.frames import Denoise, Frames
 from snnframe.errors import DataError, SnnframeError
 from snnframe.events import EventTransform
 
-FACTORIES = {"digits": Digits, "ndigits": NDigits, "mnist": MNIST, "fashion_mnist": FashionMNIST, "nmnist": NMNIST}
+FACTORIES = {"digits": Digits, "ndigits": NDigits, "mnist": MNIST, "fashion_mnist": FashionMNIST, "nmnist": NMNIST,
+             "shd": SHD, "dvs_gesture": DVSGesture}
+CLASSES = {"shd": 20, "dvs_gesture": 11}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,8 @@ def test_registration_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == (
-        "['digits', 'ndigits', 'mnist', 'fashion_mnist', 'nmnist', 'static', 'rate', 'latency', 'delta', 'frames'] "
+        "['digits', 'ndigits', 'mnist', 'fashion_mnist', 'nmnist', 'shd', 'dvs_gesture', "
+        "'static', 'rate', 'latency', 'delta', 'frames'] "
         "True []"
     )
 
@@ -76,7 +82,8 @@ def test_factories_are_cheap_and_keyword_only(name, tmp_path):
     for p in inspect.signature(factory).parameters.values():
         assert p.kind is p.KEYWORD_ONLY and p.annotation is not p.empty, p
     dataset = factory(root=str(tmp_path / "absent"))
-    assert dataset.info.num_classes == 10 and len(dataset.info.classes) == 10
+    classes = CLASSES.get(name, 10)
+    assert dataset.info.num_classes == classes and len(dataset.info.classes) == classes
     assert not (tmp_path / "absent").exists()  # nothing read or written before splits()
 
 
@@ -283,3 +290,156 @@ def test_second_pass_reads_the_cache(ndigits_root, tmp_path):
     read = time.perf_counter() - start
     assert len(counting.calls) == len(train) + len(test) == 1797
     print(f"ndigits: denoising and caching both splits {build:.2f} s, reading the test split back {read:.2f} s")
+
+
+def files_in(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_corrupt_nmnist_file_is_a_data_error_naming_it(tmp_path):
+    write_nmnist(tmp_path, per_class_train=1, per_class_test=1)
+    bad = sorted((tmp_path / "NMNIST" / "Train").glob("*/*.bin"))[3]
+    bad.write_bytes(bytes([200, 3, 1, 2, 3]) * 20)  # x = 200 on a 34-pixel sensor
+    before = files_in(tmp_path)
+    with pytest.raises(DataError) as caught:
+        NMNIST(root=str(tmp_path), require_archives=False).splits(Frames().sample_transform(NMNIST.info))
+    message = str(caught.value)
+    assert str(bad) in message and "34x34x2" in message and "\n" not in message
+    assert files_in(tmp_path) == before  # no cache directory, no partial file left behind
+
+
+def test_shd_reads_the_published_layout_like_tonic(tmp_path):
+    import tonic
+
+    written = write_shd(tmp_path, per_class_train=1, per_class_test=1, archives=True)
+    train, test = SHD(root=str(tmp_path), augment=False).splits(None)
+    assert (len(train), len(test)) == (20, 20)
+    theirs = tonic.datasets.SHD(str(tmp_path), train=False)
+    for i in (0, 7, 19):
+        events, label = test[i]
+        reference, target = theirs[i]
+        assert label == int(target) == written["test"][i][2]
+        assert np.array_equal(events["x"], reference["x"]) and np.array_equal(events["t"], reference["t"])
+        assert not events["y"].any() and not events["p"].any()
+
+
+def test_shd_frames_are_tonics_on_a_700_channel_sensor(tmp_path):
+    import tonic
+    from tonic.transforms import ToFrame
+
+    write_shd(tmp_path, per_class_train=1, per_class_test=1, archives=True)
+    encoder = Frames(time_window_us=10_000, denoise_us=0)
+    dataset = SHD(root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    train, test = dataset.splits(encoder.sample_transform(dataset.info))
+    batch, labels = encoder.collate_fn(dataset.info)([test[i] for i in range(4)])
+    frames = encoder(batch)
+    assert encoder.input_shape(dataset.info) == (1, 1, 700) and frames.shape[1:] == (4, 1, 1, 700)
+    theirs = tonic.datasets.SHD(str(tmp_path), train=False)
+    for b in range(4):
+        reference = ToFrame(sensor_size=(700, 1, 1), time_window=10_000.0)(theirs[b][0])
+        assert np.array_equal(frames[: len(reference), b, :, 0].numpy(), reference)
+    assert sorted(p.name for p in (tmp_path / "SHD").iterdir()) == [
+        "shd_test.h5", "shd_test.h5.zip", "shd_train.h5", "shd_train.h5.zip"]  # nothing written beside the data
+
+
+def test_missing_shd_says_where_the_files_go(tmp_path):
+    with pytest.raises(DataError) as caught:
+        SHD(root=str(tmp_path), download=False).splits(None)
+    message = str(caught.value)
+    assert str(tmp_path / "SHD") in message and "shd_train.h5 missing" in message and "\n" not in message
+    write_shd(tmp_path, per_class_train=1, per_class_test=1)  # the .h5 files without tonic's archives
+    with pytest.raises(DataError, match="shd_train.h5.zip missing.*data.require_archives = false"):
+        SHD(root=str(tmp_path), download=False).splits(None)
+    assert len(SHD(root=str(tmp_path), require_archives=False, augment=False).splits(None)[0]) == 20
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not hdf5", "no labels"])
+def test_corrupt_shd_is_a_data_error_naming_the_file(tmp_path, damage):
+    import h5py
+
+    write_shd(tmp_path, per_class_train=1, per_class_test=1)
+    path = tmp_path / "SHD" / "shd_test.h5"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:3000])
+    elif damage == "not hdf5":
+        path.write_text("not an HDF5 file")
+    else:
+        with h5py.File(path, "a") as f:
+            del f["labels"]
+    before = files_in(tmp_path)
+    with pytest.raises(DataError) as caught:
+        SHD(root=str(tmp_path), require_archives=False).splits(Frames(denoise_us=0).sample_transform(SHD.info))
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert files_in(tmp_path) == before
+
+
+def test_a_failed_download_leaves_nothing_in_the_data_folder(tmp_path, monkeypatch):
+    """tonic opens the archive before it connects: offline it leaves a 0-byte file where it downloads."""
+    import tonic.dataset
+
+    def offline(url, download_root, filename=None, md5=None, **kwargs):
+        Path(download_root).mkdir(parents=True, exist_ok=True)
+        (Path(download_root) / filename).write_bytes(b"")
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", offline)
+    for factory in (SHD, DVSGesture, NMNIST):
+        with pytest.raises(DataError, match="Downloading failed .*Name or service not known"):
+            factory(root=str(tmp_path)).splits(None)
+    assert files_in(tmp_path) == []
+
+
+def test_dvs_gesture_reads_tonics_tree_in_sorted_order(tmp_path):
+    import tonic
+
+    written = write_dvs_gesture(tmp_path)
+    train, test = DVSGesture(root=str(tmp_path), require_archives=False).splits(None)
+    assert isinstance(train.source.dataset.dataset, tonic.datasets.DVSGesture)  # tonic's class and reader
+    assert (len(train), len(test)) == (22, 11)
+    for data, split in ((train, "train"), (test, "test")):
+        for i in (0, 5, len(data) - 1):
+            events, label = data[i]
+            path, columns, target = written[split][i]
+            assert label == target == int(path.stem)
+            assert np.array_equal(np.column_stack([events[f] for f in "xyp"]), columns[:, :3])
+            assert np.array_equal(events["t"], columns[:, 3] * 1000)  # ms -> us, as tonic
+
+
+def test_dvs_gesture_downsampling_and_frames(tmp_path):
+    written = write_dvs_gesture(tmp_path, train_folders=("user01_led",), test_folders=("user24_led",))
+    dataset = DVSGesture(root=str(tmp_path), require_archives=False, downsample=4, cache_dir=str(tmp_path / "c"))
+    assert dataset.info.shape == (32, 32, 2) and dataset.info.num_classes == 11
+    encoder = Frames(n_time_bins=20)
+    train, test = dataset.splits(encoder.sample_transform(dataset.info))
+    plain = DVSGesture(root=str(tmp_path), require_archives=False, downsample=4, cache=False).splits(None)[1]
+    events = plain[2][0]
+    assert np.array_equal(events["x"], written["test"][2][1][:, 0] // 4) and events["y"].max() < 32
+    frames = encoder(encoder.collate_fn(dataset.info)([test[i] for i in range(3)])[0])
+    assert frames.shape == (20, 3, 2, 32, 32)
+    with pytest.raises(ValueError, match="downsample must divide 128"):
+        DVSGesture(root=str(tmp_path), downsample=3)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "three columns", "outside the sensor"])
+def test_corrupt_dvs_gesture_file_is_a_data_error_naming_it(tmp_path, damage):
+    write_dvs_gesture(tmp_path, train_folders=("user01_led",), test_folders=("user24_led",))
+    path = tmp_path / "DVSGesture" / "ibmGestureTrain" / "user01_led" / "4.npy"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    elif damage == "three columns":
+        np.save(path, np.zeros((10, 3), np.int64))
+    else:
+        np.save(path, np.array([[130, 5, 1, 10]]))
+    before = files_in(tmp_path)
+    with pytest.raises(DataError) as caught:
+        DVSGesture(root=str(tmp_path), require_archives=False).splits(Frames().sample_transform(DVSGesture(root="x").info))
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert files_in(tmp_path) == before
+
+
+def test_missing_dvs_gesture_says_where_the_files_go(tmp_path):
+    with pytest.raises(DataError) as caught:
+        DVSGesture(root=str(tmp_path), download=False).splits(None)
+    message = str(caught.value)
+    assert "ibmGestureTrain.tar.gz missing" in message and str(tmp_path / "DVSGesture") in message
+    assert "data.require_archives = false" in message and "\n" not in message

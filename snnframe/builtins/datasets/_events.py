@@ -152,11 +152,11 @@ def build_cache(path: Path, key: dict[str, Any], source: Source, transform: Call
 
     Each file is written under a temporary name and renamed into place (``snnframe.io``), and
     ``index.npz`` comes last, so an interrupted build leaves no cache that :meth:`CachedRecordings.open`
-    accepts. A build that fails (a corrupt file) removes the directory it created.
+    accepts. A build that fails (a corrupt file) removes the directories it created.
     """
     from tqdm import tqdm
 
-    created = not path.exists()
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]  # removed again on failure
     path.mkdir(parents=True, exist_ok=True)
     record = record_dtype(sensor_size)
     offsets = np.zeros(len(source) + 1, np.int64)
@@ -185,6 +185,9 @@ def build_cache(path: Path, key: dict[str, Any], source: Source, transform: Call
     except BaseException:
         if created:
             shutil.rmtree(path, ignore_errors=True)
+            for folder in created[1:]:
+                with contextlib.suppress(OSError):  # not empty: another run's cache is there now
+                    folder.rmdir()
         raise
 
 

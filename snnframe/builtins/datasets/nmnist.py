@@ -88,7 +88,7 @@ class NMNIST:
         import tonic
 
         from snnframe.builtins.datasets._download import download_with_tonic
-        from snnframe.builtins.datasets._tonic_nmnist import NMNIST as ExtractedNMNIST
+        from snnframe.builtins.datasets._tonic_readers import ExtractedNMNIST
 
         train = split == "train"
         files = _bin_files(self.location / FOLDERS[split])
