@@ -16,8 +16,9 @@ Import-light: torch is imported inside the functions that need it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,11 +126,11 @@ class EventBatch:
     shape: tuple[int, int, int, int, int]
     lengths: Any  # torch.Tensor [B], int64
 
-    def to(self, device, non_blocking: bool = False) -> "EventBatch":
+    def to(self, device, non_blocking: bool = False) -> EventBatch:
         return EventBatch(self.cells.to(device, non_blocking=non_blocking), self.shape,
                           self.lengths.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> "EventBatch":
+    def pin_memory(self) -> EventBatch:
         return EventBatch(self.cells.pin_memory(), self.shape, self.lengths.pin_memory())
 
     @property

@@ -330,8 +330,8 @@ def test_shd_frames_are_tonics_on_a_700_channel_sensor(tmp_path):
     write_shd(tmp_path, per_class_train=1, per_class_test=1, archives=True)
     encoder = Frames(time_window_us=10_000, denoise_us=0)
     dataset = SHD(root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
-    train, test = dataset.splits(encoder.sample_transform(dataset.info))
-    batch, labels = encoder.collate_fn(dataset.info)([test[i] for i in range(4)])
+    _, test = dataset.splits(encoder.sample_transform(dataset.info))
+    batch, _ = encoder.collate_fn(dataset.info)([test[i] for i in range(4)])
     frames = encoder(batch)
     assert encoder.input_shape(dataset.info) == (1, 1, 700) and frames.shape[1:] == (4, 1, 1, 700)
     theirs = tonic.datasets.SHD(str(tmp_path), train=False)
@@ -410,7 +410,7 @@ def test_dvs_gesture_downsampling_and_frames(tmp_path):
     dataset = DVSGesture(root=str(tmp_path), require_archives=False, downsample=4, cache_dir=str(tmp_path / "c"))
     assert dataset.info.shape == (32, 32, 2) and dataset.info.num_classes == 11
     encoder = Frames(n_time_bins=20)
-    train, test = dataset.splits(encoder.sample_transform(dataset.info))
+    _, test = dataset.splits(encoder.sample_transform(dataset.info))
     plain = DVSGesture(root=str(tmp_path), require_archives=False, downsample=4, cache=False).splits(None)[1]
     events = plain[2][0]
     assert np.array_equal(events["x"], written["test"][2][1][:, 0] // 4) and events["y"].max() < 32

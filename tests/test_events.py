@@ -5,7 +5,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from helpers.data_files import write_nmnist
 
 from snnframe.builtins.datasets._augment import EventAugmentation, augmentation, rotate

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from helpers.data_files import write_dvs_gesture, write_mnist, write_nmnist, write_shd
+
 from snnframe.cli import make_cli
 from snnframe.plugins import load_plugins
 
@@ -69,8 +69,8 @@ def test_csnn_spike_runs_an_epoch_on_nmnist_bin_files(cli, tmp_path):
 def test_shd_trains_on_h5_files_in_the_published_layout(cli, tmp_path):
     root = tmp_path / "data"
     write_shd(root, per_class_train=2, per_class_test=1)
-    run_dir, row = run_one_epoch(cli, "shd.toml", tmp_path, "--set", f"data.root={root}",
-                                 "--set", "data.require_archives=false", "--set", "data.batch_size=10", epochs=2)
+    _, row = run_one_epoch(cli, "shd.toml", tmp_path, "--set", f"data.root={root}",
+                           "--set", "data.require_archives=false", "--set", "data.batch_size=10", epochs=2)
     assert row["epoch"] == 2 and row["test_acc"] > 0.3  # each class fires its own channels: learnable at once
     assert len(list((root / "cache" / "shd").glob("*/events.bin"))) == 2
 

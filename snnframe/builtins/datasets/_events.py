@@ -21,8 +21,9 @@ import hashlib
 import json
 import shutil
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ class CachedRecordings:
         self._events = None
 
     @classmethod
-    def open(cls, path: Path) -> "CachedRecordings | None":
+    def open(cls, path: Path) -> CachedRecordings | None:
         """The cache in ``path``, or ``None`` if it is missing, incomplete or of another format."""
         try:
             with np.load(path / "index.npz", allow_pickle=False) as index:
