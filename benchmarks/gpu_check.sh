@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The step benchmark on a CUDA GPU: snnframe vs the seed's snnTorch loop, fp32 then bf16.
+# The step benchmark on a CUDA GPU: snnframe vs the seed's snnTorch loop, fp32 then bf16; then the
+# event-data benchmark (tonic vs snnframe epochs, frames binned on the GPU).
 # Usage: benchmarks/gpu_check.sh [DEVICE]   (DEVICE: cuda, cuda:1, ...; default cuda, i.e. GPU 0
 # or the first of CUDA_VISIBLE_DEVICES). PYTHON selects the interpreter. Takes 2-4 minutes.
 set -euo pipefail
@@ -23,3 +24,5 @@ PY
 # bf16 autocast on the snnframe side (snnTorch stays fp32, as the seed runs)
 "$PYTHON" benchmarks/bench_step.py --device "$DEVICE" --precision bf16 --warmup 3 --repeats 10 --no-memory \
     --workloads static,events100
+# event data: tonic's pipeline vs snnframe's, frames binned on the GPU
+"$PYTHON" benchmarks/bench_events.py --device "$DEVICE" --warm 3

@@ -255,3 +255,10 @@ def test_event_batches_move_like_tensors():
     inputs, targets = split_batch((batch, torch.tensor([3])), torch.device("cpu"))
     assert isinstance(inputs, EventBatch) and inputs.shape == batch.shape
     assert torch.equal(inputs.frames(), batch.frames()) and targets.tolist() == [3]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_frames_binned_on_the_gpu_equal_the_cpus():
+    batch = encode(Frames(), [random_events(np.random.default_rng(7), n) for n in (3000, 1000)])[1]
+    on_gpu = Frames()(batch.pin_memory().to("cuda", non_blocking=True))
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), Frames()(batch))
