@@ -63,9 +63,10 @@ class Dataset(Protocol):
 class Encoder(Protocol):
     """Returned by a ``register_encoders`` factory.
 
-    Per-sample work (event framing) runs in the data pipeline through
-    :meth:`sample_transform`; per-batch work (repeating an image over time,
-    Bernoulli draws) runs on the training device in :meth:`__call__`.
+    Per-sample work (e.g. denoising an event recording) runs in the data pipeline
+    through :meth:`sample_transform`; per-batch work (repeating an image over time,
+    Bernoulli draws, binning events into frames) runs on the training device in
+    :meth:`__call__`.
     """
 
     modality: Modality  # what the encoder accepts; checked against the dataset's
@@ -73,7 +74,12 @@ class Encoder(Protocol):
     def sample_transform(self, info: DatasetInfo) -> Callable | None: ...
 
     def collate_fn(self, info: DatasetInfo) -> Callable | None:
-        """DataLoader collation, or ``None`` for PyTorch's default."""
+        """DataLoader collation, or ``None`` for PyTorch's default.
+
+        It returns ``(inputs, targets)``; ``inputs`` is moved to the device with
+        ``inputs.to(device, non_blocking=...)`` when it is a tensor or has such a method
+        (e.g. :class:`snnframe.events.EventBatch`), item by item for tuples, lists, dicts.
+        """
 
     def input_shape(self, info: DatasetInfo) -> tuple[int, ...]:
         """Shape of one time step of one sample, e.g. ``(1, 28, 28)``."""
