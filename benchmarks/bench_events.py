@@ -157,7 +157,8 @@ def main() -> None:
         write_files(work / "data", args.samples)
         print(f"wrote {args.samples} N-MNIST-format training files in {time.perf_counter() - start:.1f} s")
         print(
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPUs, device {device}, batch {args.batch}, workers {args.workers}"
         )
         sides = [
