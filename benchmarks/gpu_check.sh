@@ -6,7 +6,8 @@
 #   3. benchmarks/bench_gpu.py: correctness at full size, neuron-layer forward + backward and CSNN
 #      training steps at batch 128, against snnTorch (fp32 and bf16) and SpikingJelly's multi-step
 #      torch implementation (rows skipped, with a note, where a package is missing), a block sweep;
-#   4. benchmarks/bench_step.py in fp32 with peak memory (snnTorch vs snnframe), if time is left.
+#   4. benchmarks/bench_step.py in fp32 with peak memory (snnTorch vs snnframe), if time is left;
+#   5. benchmarks/bench_events.py: tonic's pipeline vs snnframe's, frames binned on the GPU, if time is left.
 # Usage: benchmarks/gpu_check.sh [DEVICE]    DEVICE: cuda (default: GPU 0, or the first of
 #                                            CUDA_VISIBLE_DEVICES), cuda:1, ...
 #        benchmarks/gpu_check.sh --smoke     CPU only: Triton's interpreter and tiny sizes, to check the
@@ -69,6 +70,12 @@ if [ "$(left)" -gt 50 ]; then
         --no-eval --workloads static,events100 --sides snnTorch,snnframe || echo "bench_step: stopped ($?)"
 else
     echo "bench_step: skipped ($(left) s left)"
+fi
+# 5. event data: tonic's pipeline vs snnframe's epochs, frames binned on the GPU
+if [ "$(left)" -gt 40 ]; then
+    timeout "$(left)" "$PYTHON" benchmarks/bench_events.py --device "$DEVICE" --warm 3 || echo "bench_events: stopped ($?)"
+else
+    echo "bench_events: skipped ($(left) s left)"
 fi
 echo "gpu_check: $SECONDS s, status $status (1: a correctness check failed)"
 exit $status

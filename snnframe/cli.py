@@ -148,6 +148,88 @@ def make_cli(plugins: Plugins) -> click.Group:
         if plugins.disabled:
             click.echo(f"\nDisabled by SNNFRAME_DISABLE_PLUGINS: {', '.join(plugins.disabled)}")
 
+    @cli.command("eval")
+    @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=True))
+    @_set_option
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+    @click.option("--batch-size", type=click.IntRange(min=1), help="Test batch size (default: the recipe's).")
+    @click.option("--device", default="cpu", show_default=True, help="Device to evaluate on: cpu, cuda, cuda:N.")
+    @reports_errors
+    def evaluate(run_dir: Path, overrides: tuple[str, ...], as_json: bool, batch_size: int | None, device: str) -> None:
+        """Evaluate the trained run in RUN_DIR on its test set: accuracy, loss, firing rates, SynOps, energy.
+
+        \b
+        --set changes the saved recipe first, e.g. --set data.root=/data where the data lives here.
+        """
+        import snnframe
+        from snnframe.evaluate import evaluate as evaluate_run
+        from snnframe.evaluate import report
+
+        result = evaluate_run(
+            snnframe.load_run(run_dir, list(overrides), plugins=plugins), batch_size=batch_size, device=device
+        )
+        click.echo(json.dumps(result, indent=2, allow_nan=False) if as_json else report(result))
+
+    @cli.command()
+    @_recipe_argument
+    @click.option("--seeds", required=True, metavar="S1,S2,...", help="Seeds to run, e.g. 0,1,2 or 0-4.")
+    @_set_option
+    @click.option(
+        "--grid",
+        multiple=True,
+        metavar="KEY=V1,V2",
+        help="Also run every value of KEY (each read as TOML); several --grid give every combination.",
+    )
+    @click.option("--list", "list_only", is_flag=True, help="Print each run, its state and its `snnframe run` command.")
+    @click.option(
+        "--only", metavar="K[,K...]", help="Run only these combinations (0-based, as --list numbers them); no summary."
+    )
+    @reports_errors
+    def sweep(
+        recipe: Path,
+        seeds: str,
+        overrides: tuple[str, ...],
+        grid: tuple[str, ...],
+        list_only: bool,
+        only: str | None,
+    ) -> None:
+        """Train RECIPE once per seed (and grid point), one run after the other, then summarise.
+
+        \b
+        Each combination is its own run directory, <out_dir>/<name>-s<seed>[-<key>=<value>]...;
+        running the same sweep again skips finished runs and resumes interrupted ones.
+        <out_dir>/<name>-sweep/ gets summary.md, summary.csv and test_acc.png.
+        """
+        from snnframe import sweep as sweeps
+        from snnframe.errors import UsageError
+
+        plan = sweeps.plan(recipe, sweeps.parse_seeds(seeds), list(overrides), list(grid))
+        if list_only:
+            for point in plan.points:
+                click.echo(f"{point.index}\t{sweeps.status(point)}\t{point.name}\t{sweeps.command(plan, point)}")
+            return
+        indices = None
+        if only is not None:
+            try:
+                indices = [int(i) for i in only.split(",")]
+            except ValueError:
+                raise UsageError(f'--only "{only}": expected combination numbers such as 0 or 0,3') from None
+            bad = [i for i in indices if not 0 <= i < len(plan.points)]
+            if bad:
+                raise UsageError(
+                    f"--only: no combination {bad[0]}; there are {len(plan.points)} (0-{len(plan.points) - 1})"
+                )
+        try:
+            failures = sweeps.run_sweep(plan, only=indices, plugins=plugins, echo=click.echo)
+        except KeyboardInterrupt:
+            raise _Failure("interrupted; run the same sweep command again to continue", 130) from None
+        if indices is None:
+            written, changed = sweeps.write_summary(plan)
+            done = "wrote" if changed else "summary up to date:"
+            click.echo(f"sweep {plan.name}: {done} " + ", ".join(str(p) for p in written))
+        if failures:
+            raise _Failure(f"{len(failures)} run(s) of the sweep failed:\n  " + "\n  ".join(failures), 1)
+
     plugins.add_commands(cli)
     return cli
 

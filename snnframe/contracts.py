@@ -14,11 +14,14 @@ This module must stay import-light (no torch at import time): it is imported by
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
+
+log = logging.getLogger("snnframe")
 
 Modality = Literal["image", "events"]
 
@@ -60,9 +63,10 @@ class Dataset(Protocol):
 class Encoder(Protocol):
     """Returned by a ``register_encoders`` factory.
 
-    Per-sample work (event framing) runs in the data pipeline through
-    :meth:`sample_transform`; per-batch work (repeating an image over time,
-    Bernoulli draws) runs on the training device in :meth:`__call__`.
+    Per-sample work (e.g. denoising an event recording) runs in the data pipeline
+    through :meth:`sample_transform`; per-batch work (repeating an image over time,
+    Bernoulli draws, binning events into frames) runs on the training device in
+    :meth:`__call__`.
     """
 
     modality: Modality  # what the encoder accepts; checked against the dataset's
@@ -70,7 +74,12 @@ class Encoder(Protocol):
     def sample_transform(self, info: DatasetInfo) -> Callable | None: ...
 
     def collate_fn(self, info: DatasetInfo) -> Callable | None:
-        """DataLoader collation, or ``None`` for PyTorch's default."""
+        """DataLoader collation, or ``None`` for PyTorch's default.
+
+        It returns ``(inputs, targets)``; ``inputs`` is moved to the device with
+        ``inputs.to(device, non_blocking=...)`` when it is a tensor or has such a method
+        (e.g. :class:`snnframe.events.EventBatch`), item by item for tuples, lists, dicts.
+        """
 
     def input_shape(self, info: DatasetInfo) -> tuple[int, ...]:
         """Shape of one time step of one sample, e.g. ``(1, 28, 28)``."""
@@ -188,6 +197,44 @@ class Visualizer(Protocol):
         """Write files into ``ctx.run_dir`` and return their paths."""
 
 
+@attrs.frozen
+class LoggerContext:
+    """Handed to each logger's ``start`` before training (on the main process only)."""
+
+    run_dir: Path
+    name: str  # experiment.name
+    recipe: dict[str, Any]  # the fully resolved recipe, as saved in recipe.toml
+    resume: bool  # the run continues from a checkpoint: epochs after it may be logged again
+
+
+@attrs.frozen
+class EpochReport:
+    """One finished epoch, handed to each logger's ``log_epoch``.
+
+    ``metrics`` is the epoch's ``metrics.jsonl`` row (``epoch``, ``train_loss``, ``test_acc``,
+    ``lr``, ``firing_rates`` ...); ``histograms`` maps a name (a spiking layer's, ``"1:leaky"``)
+    to a 1-d CPU tensor of values (each neuron's firing rate on the test set).
+    """
+
+    epoch: int
+    metrics: dict[str, Any]
+    histograms: dict[str, Any] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Returned by a ``register_loggers`` factory: per-epoch metrics to TensorBoard, W&B, MLflow ..."""
+
+    def start(self, ctx: LoggerContext) -> None:
+        """Called once before training (open files, connect)."""
+
+    def log_epoch(self, report: EpochReport) -> None:
+        """Called after every epoch, once its row is in ``metrics.jsonl``."""
+
+    def close(self) -> None:
+        """Called once after training, also when it failed (flush, disconnect)."""
+
+
 @attrs.define
 class DataSettings:
     batch_size: int
@@ -210,6 +257,8 @@ class Experiment:
     model: Any  # torch.nn.Module: [T, B, *input_shape] -> output spikes [T, B, num_classes]
     data: DataSettings
     is_main: bool = True  # False on ranks > 0 of a distributed run: write nothing
+    loggers: list[tuple[str, Logger]] = attrs.field(factory=list)  # started; empty on ranks > 0
+    logger_failures: list[str] = attrs.field(factory=list, init=False)
     _splits: tuple[Any, Any] | None = attrs.field(default=None, init=False, repr=False)
     _on_begin: list[Callable[[], Any]] = attrs.field(factory=list, init=False, repr=False)
 
@@ -241,6 +290,22 @@ class Experiment:
 
             self._splits = prepared_splits(self.dataset, self.encoder, self.data.subset, self.data.test_subset)
         return self._splits
+
+    def log_epoch(self, report: EpochReport) -> None:
+        """Hand a finished epoch to every logger (trainers call this once per epoch, on the main process).
+
+        A logger that raises is reported in the log and dropped; training goes on, and the run
+        reports the failure when it ends. Training has begun by then (see :meth:`begin`).
+        """
+        self.begin()
+        for name, logger in list(self.loggers):
+            try:
+                logger.log_epoch(report)
+            except Exception as exc:  # a logger must not cost the user the run
+                log.error("logger %s failed at epoch %d and is switched off: %s", name, report.epoch, exc)
+                log.debug("logger %s traceback", name, exc_info=True)
+                self.logger_failures.append(f"{name} ({type(exc).__name__}: {exc})")
+                self.loggers.remove((name, logger))
 
 
 @attrs.define

@@ -15,10 +15,11 @@ def keep_every(dataset: Any, k: int) -> Any:
 
 
 def to_device(obj: Any, device: Any, non_blocking: bool = False) -> Any:
-    """``obj`` with every tensor inside (tuples, lists, dicts) moved to ``device``."""
+    """``obj`` with every tensor inside (tuples, lists, dicts) moved to ``device``; other objects
+    with a ``to(device, non_blocking=...)`` method (e.g. ``snnframe.events.EventBatch``) move themselves."""
     import torch
 
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, torch.Tensor) or callable(getattr(obj, "to", None)):
         return obj.to(device, non_blocking=non_blocking)
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(item, device, non_blocking) for item in obj)

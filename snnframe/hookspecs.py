@@ -116,6 +116,19 @@ def register_losses(register: Register) -> None:
 
 
 @hookspec
+def register_loggers(register: Register) -> None:
+    """Register loggers (recipe ``[train] loggers = ["name", ...]``, or ``[[train.loggers]]`` tables with options).
+
+    The factory returns a :class:`~snnframe.contracts.Logger`: ``start(ctx: LoggerContext)``
+    before training, ``log_epoch(report: EpochReport)`` after every epoch (its
+    ``metrics.jsonl`` row and per-layer histograms of firing rates), ``close()`` at the end.
+    Called on the main process only; a logger that raises is reported and switched off, and
+    training goes on. A factory whose package is missing raises ``ValueError`` naming what to
+    install, so that ``snnframe validate`` reports it.
+    """
+
+
+@hookspec
 def register_visualizers(register: Register) -> None:
     """Register visualizers (recipe tables ``[[visualize]]``): ``visualizer(ctx: VisualContext) -> list[Path]``.
 

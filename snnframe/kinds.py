@@ -15,9 +15,10 @@ class Kind:
     """One kind of component.
 
     ``path`` is where its recipe tables sit: ``"model.neuron"`` (one table), ``"visualize[]"``
-    (a list of tables, ``[[visualize]]``) or ``"model.neurons.*"`` (a table of tables keyed by
-    name); a ``*`` may also stand inside a path (``"model.neurons.*.surrogate"``: the table in
-    each of them). ``also`` are further places its tables sit, always optional (the per-layer
+    (a list of tables, ``[[visualize]]``, in which a plain string ``"name"`` stands for the
+    table ``{kind = "name"}``) or ``"model.neurons.*"`` (a table of tables keyed by name); a
+    ``*`` may also stand inside a path (``"model.neurons.*.surrogate"``: the table in each of
+    them). ``also`` are further places its tables sit, always optional (the per-layer
     ``[model.neurons.<i>]`` besides ``[model.neuron]``). ``injected`` are the keyword arguments
     the core or the architecture passes to the factory itself (a recipe cannot set them).
     ``optional``: the table at ``path`` may be left out. ``has_default``: when the table at
@@ -108,6 +109,13 @@ KINDS: tuple[Kind, ...] = (
         "losses on output spikes [T, B, classes] and targets",
         optional=True,
         has_default=True,
+    ),
+    Kind(
+        "loggers",
+        "logger",
+        "train.loggers[]",
+        "loggers: each epoch's metrics to TensorBoard, W&B, MLflow, ...",
+        optional=True,
     ),
     Kind(
         "visualizers",

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from snnframe import __version__
-from snnframe.contracts import DataSettings, Experiment, TrainResult, VisualContext
+from snnframe.contracts import DataSettings, Experiment, LoggerContext, TrainResult, VisualContext
 from snnframe.errors import Preempted, RecipeError, RunDirError, SnnframeError, TrainingError, one_line
 from snnframe.io import TEMPORARY, WriteError, atomic_write, os_cause, remove_stale_temporaries, write_error
 from snnframe.lock import FILES as LOCK_FILES
@@ -38,7 +38,7 @@ from snnframe.rundir import (
 log = logging.getLogger("snnframe")
 
 # Keys a resumed run may change. (Not data.num_workers: augmentation draws from the workers' seeds.)
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device")}
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device"), ("train", "loggers")}
 
 
 @attrs.define
@@ -369,11 +369,63 @@ def _train(recipe: Recipe, parts: Components, experiment: Experiment, resume: bo
                     ) from None
                 created.clear()  # from here on the directory holds a run
             log.info("snnframe %s: %s -> %s", __version__, recipe.source, run_dir)
-            result = parts.trainer.fit(experiment)
-            experiment.begin()  # a trainer that did not say when it started: it finished, so write now
+
+            # loggers start now, or on --resume when training begins (once the checkpoint was read and checked)
+            def start() -> None:
+                experiment.loggers.extend(start_loggers(parts.loggers, experiment))
+
+            if resume:
+                experiment.on_begin(start)
+            else:
+                start()
+            try:
+                result = parts.trainer.fit(experiment)
+                experiment.begin()  # a trainer that did not say when it started: it finished, so write now
+            finally:
+                close_loggers(experiment)
+            failed_loggers = list(experiment.logger_failures)
             if result.is_main and parts.visualizers:
-                visualize(parts.visualizers, experiment, result)
+                visualize(parts.visualizers, experiment, result, failed_loggers)
+            elif failed_loggers:
+                raise _failed(experiment, [], failed_loggers)
     return result
+
+
+def start_loggers(loggers: list[tuple[str, Any]], experiment: Experiment) -> list[tuple[str, Any]]:
+    """Start each logger; one that fails is reported (the run says so when it ends) and left out."""
+    ctx = LoggerContext(experiment.run_dir, experiment.name, experiment.recipe, experiment.resume)
+    started = []
+    for name, logger in loggers:
+        try:
+            logger.start(ctx)
+        except Exception as exc:
+            log.error("logger %s failed to start and is switched off: %s", name, one_line(exc))
+            log.debug("logger %s traceback", name, exc_info=True)
+            experiment.logger_failures.append(f"{name} ({type(exc).__name__}: {exc})")
+            continue
+        started.append((name, logger))
+    return started
+
+
+def close_loggers(experiment: Experiment) -> None:
+    for name, logger in experiment.loggers:
+        try:
+            logger.close()
+        except Exception as exc:
+            log.error("logger %s failed to close: %s", name, one_line(exc))
+            experiment.logger_failures.append(f"{name} ({type(exc).__name__}: {exc})")
+    experiment.loggers = []
+
+
+def _failed(experiment: Experiment, visualizers: list[str], loggers: list[str]) -> TrainingError:
+    parts = ([f"visualizers failed: {'; '.join(visualizers)}"] if visualizers else []) + (
+        [f"loggers failed: {'; '.join(loggers)}"] if loggers else []
+    )
+    return TrainingError(
+        f"training finished and was saved in {experiment.run_dir}, but "
+        + "; and ".join(parts)
+        + f" (details in {experiment.run_dir / 'training.log'})"
+    )
 
 
 def _clean(run_dir: Path) -> None:
@@ -431,7 +483,12 @@ def _run_directory(recipe: Recipe, resume: bool) -> Iterator[list[Path]]:
                 run_dir.rmdir()  # fails, as it should, if another process has put something there since
 
 
-def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result: TrainResult) -> list[Path]:
+def visualize(
+    visualizers: list[tuple[str, Any]],
+    experiment: Experiment,
+    result: TrainResult,
+    failed_loggers: list[str] = (),
+) -> list[Path]:
     """Run each visualizer; one that fails is logged and the others still run."""
     _, test_set = experiment.splits()
     ctx = VisualContext(
@@ -450,10 +507,6 @@ def visualize(visualizers: list[tuple[str, Any]], experiment: Experiment, result
             failed.append(f"{name} ({cause})")
             continue
         written += paths
-    if failed:
-        raise TrainingError(
-            f"training finished and was saved in {experiment.run_dir}, but visualizers failed: "
-            + "; ".join(failed)
-            + f" (details in {experiment.run_dir / 'training.log'})"
-        )
+    if failed or failed_loggers:
+        raise _failed(experiment, failed, list(failed_loggers))
     return written

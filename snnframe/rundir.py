@@ -177,6 +177,7 @@ class LoadedRun:
     checkpoint: Path
     # batches of epoch ``epoch + 1`` trained on top (a mid-epoch checkpoint, written on SIGTERM); 0 otherwise
     batch: int = 0
+    loss: Any = None  # the recipe's loss: loss(spikes [T, B, C], targets [B]) -> scalar
 
     @property
     def info(self) -> Any:
@@ -243,4 +244,5 @@ def load_run(run_dir: str | Path, overrides: list[str] = (), plugins: Any = None
         built.components.encoder,
         last,
         int(state.get("batch", 0)),
+        built.components.loss,
     )

@@ -198,6 +198,7 @@ def test_list_plugins_json(invoke):
         "architectures",
         "losses",
         "trainers",
+        "loggers",
         "visualizers",
     }
 

@@ -11,10 +11,11 @@ from snnframe.builtins.encoders.frames import Frames, denoise
 from snnframe.builtins.encoders.spikegen import Delta, Latency, Rate
 from snnframe.builtins.encoders.static import Static
 from snnframe.contracts import DatasetInfo
+from snnframe.events import EventBatch, EventTransform
 
 IMAGES = DatasetInfo(modality="image", shape=(1, 28, 28), num_classes=10)
 EVENTS = DatasetInfo(modality="events", shape=(34, 34, 2), num_classes=10)
-EVENT_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+EVENT_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])  # tonic NMNIST
 
 
 @pytest.fixture
@@ -125,6 +126,11 @@ def test_latency_rejects_exactly_what_spikegen_would(num_steps, tau, threshold):
         (Frames, {"time_window_us": 1000, "n_time_bins": 10}, "either"),
         (Frames, {"n_time_bins": 0}, "n_time_bins"),
         (Frames, {"denoise_us": -1}, "denoise_us"),
+        (Frames, {"event_count": 100, "n_event_bins": 10}, "either"),
+        (Frames, {"time_window_us": 1000, "overlap": 1000}, "overlap"),
+        (Frames, {"event_count": 100, "overlap": -1}, "overlap"),
+        (Frames, {"n_time_bins": 10, "overlap": 1.0}, "overlap"),
+        (Frames, {"n_time_bins": 10, "include_incomplete": True}, "include_incomplete"),
     ],
 )
 def test_bad_parameters_are_value_errors(factory, kwargs, words):
@@ -145,31 +151,122 @@ def test_denoise_equals_tonics():
     assert len(denoise(np.zeros(0, EVENT_DTYPE), 10000)) == 0
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"n_time_bins": 12}, {"time_window_us": 5000, "denoise_us": 0}])
-def test_frame_transform_equals_tonic_denoise_then_to_frame(kwargs):
-    from tonic.transforms import Compose, Denoise, ToFrame
+FRAME_MODES = [
+    {},
+    {"n_time_bins": 12},
+    {"time_window_us": 5000, "denoise_us": 0},
+    {"time_window_us": 7000, "include_incomplete": True},
+    {"time_window_us": 3000, "overlap": 1000, "include_incomplete": True},
+    {"event_count": 500},
+    {"event_count": 400, "overlap": 150, "include_incomplete": True},
+    {"n_time_bins": 10, "overlap": 0.25},
+    {"n_event_bins": 7, "overlap": 0.5, "denoise_us": 0},
+]
 
-    encoder = Frames(**kwargs)
-    ours = encoder.sample_transform(EVENTS)
-    steps = [Denoise(filter_time=encoder.denoise_us)] if encoder.denoise_us else []
+
+def tonic_frames(encoder, events, sensor_size=(34, 34, 2)):
+    """tonic's own pipeline for one recording: Denoise then ToFrame with the encoder's settings."""
+    from tonic.transforms import Denoise, ToFrame
+
+    if encoder.denoise_us:
+        events = Denoise(filter_time=encoder.denoise_us)(events)
     window = float(encoder.time_window_us) if encoder.time_window_us else None
-    theirs = Compose(steps + [ToFrame(sensor_size=(34, 34, 2), time_window=window, n_time_bins=encoder.n_time_bins)])
-    events = random_events(np.random.default_rng(1), 3000)
-    a, b = ours(events), theirs(events)
-    assert a.shape[1:] == (2, 34, 34) and a.dtype == np.int16
-    assert np.array_equal(a, b)
-    assert ours(events[:0]).shape == ((kwargs.get("n_time_bins") or 1), 2, 34, 34)
+    to_frame = ToFrame(
+        sensor_size=sensor_size,
+        time_window=window,
+        event_count=encoder.event_count,
+        n_time_bins=encoder.n_time_bins,
+        n_event_bins=encoder.n_event_bins,
+        overlap=encoder.slicing.overlap,
+        include_incomplete=encoder.slicing.include_incomplete,
+    )
+    return to_frame(events)
 
 
-def test_frame_transform_repr_names_its_parameters():
-    text = repr(Frames(time_window_us=2000, denoise_us=5000).sample_transform(EVENTS))
-    assert "time_window_us=2000" in text and "denoise_us=5000" in text and " at 0x" not in text
+def encode(encoder, recordings, info=EVENTS, labels=None):
+    """The pipeline as the trainer runs it: sample transform, collation, encoder on the batch."""
+    transform = encoder.sample_transform(info)
+    labels = labels or list(range(len(recordings)))
+    batch, targets = encoder.collate_fn(info)([(transform(e), y) for e, y in zip(recordings, labels)])
+    return encoder(batch), batch, targets
+
+
+@pytest.mark.parametrize("kwargs", FRAME_MODES, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "default")
+def test_batched_frames_equal_tonic_denoise_then_to_frame(kwargs):
+    encoder = Frames(**kwargs)
+    rng = np.random.default_rng(1)
+    recordings = [
+        random_events(rng, n, duration=d) for n, d in ((3000, 300_000), (800, 120_000), (5, 900), (1500, 64_000))
+    ]
+    frames, batch, _ = encode(encoder, recordings)
+    assert frames.dtype == torch.float32 and frames.shape[1:] == (4, 2, 34, 34)
+    lengths = []
+    for b, events in enumerate(recordings):
+        theirs = tonic_frames(encoder, events)
+        lengths.append(len(theirs))
+        assert np.array_equal(frames[: len(theirs), b].numpy(), theirs), b
+        assert not frames[len(theirs) :, b].any()  # padded with empty frames at the end
+    assert frames.shape[0] == max(lengths) and batch.lengths.tolist() == lengths
+
+
+def test_empty_recordings_give_empty_frames_like_tonic():
+    empty = np.zeros(0, EVENT_DTYPE)
+    frames, batch, _ = encode(Frames(), [empty, random_events(np.random.default_rng(2), 50, duration=4500)])
+    assert frames.shape == (4, 2, 2, 34, 34) and batch.lengths.tolist() == [1, 4] and not frames[:, 0].any()
+    frames, _, _ = encode(Frames(n_time_bins=6), [empty])
+    assert frames.shape == (6, 1, 2, 34, 34) and not frames.any()
+
+
+def test_one_dimensional_sensor_frames_equal_tonic():
+    """SHD-like input: 700 channels, one polarity, events without y; frames [T, B, 1, 1, 700]."""
+    from tonic.transforms import ToFrame
+
+    info = DatasetInfo("events", (700, 1, 1), 20)
+    rng = np.random.default_rng(3)
+    tonic_events = np.zeros(2000, np.dtype([("t", int), ("x", int), ("p", int)]))
+    tonic_events["t"] = np.sort(rng.integers(0, 1_000_000, 2000))
+    tonic_events["x"] = rng.integers(0, 700, 2000)
+    tonic_events["p"] = 1
+    theirs = ToFrame(sensor_size=(700, 1, 1), time_window=10_000.0)(tonic_events.copy())
+    ours = np.zeros(2000, EVENT_DTYPE)
+    ours["t"], ours["x"] = tonic_events["t"], tonic_events["x"]
+    encoder = Frames(time_window_us=10_000, denoise_us=0)
+    frames, _, _ = encode(encoder, [ours], info)
+    assert encoder.input_shape(info) == (1, 1, 700) and frames.shape == (len(theirs), 1, 1, 1, 700)
+    assert np.array_equal(frames[:, 0, :, 0].numpy(), theirs)
+
+
+def test_denoise_transform_is_an_event_transform_whose_repr_names_its_parameter():
+    transform = Frames(time_window_us=2000, denoise_us=5000).sample_transform(EVENTS)
+    assert isinstance(transform, EventTransform)
+    assert repr(transform) == "Denoise(denoise_us=5000)"
+    events = random_events(np.random.default_rng(4), 500)
+    assert np.array_equal(transform(events), denoise(events, 5000))
+    assert Frames(denoise_us=0).sample_transform(EVENTS)(events) is events
 
 
 def test_collation_pads_and_is_time_major():
-    samples = [(np.ones((3, 2, 34, 34), np.int16), 4), (torch.full((5, 2, 34, 34), 2.0), 7)]
-    x, y = Frames().collate_fn(EVENTS)(samples)
-    assert x.shape == (5, 2, 2, 34, 34) and x.dtype == torch.float32
-    assert torch.equal(y, torch.tensor([4, 7]))
-    assert x[:3, 0].eq(1).all() and x[3:, 0].eq(0).all() and x[:, 1].eq(2).all()
-    assert Frames()(x) is not None and Frames()(x).shape == x.shape
+    rng = np.random.default_rng(5)
+    short, long = random_events(rng, 100, duration=2500), random_events(rng, 400, duration=9000)
+    short["t"][[0, -1]], long["t"][[0, -1]] = (0, 2999), (0, 9000)  # 2 and 9 whole 1 ms frames (tonic's rule)
+    frames, batch, targets = encode(Frames(denoise_us=0), [short, long], labels=[4, 7])
+    assert isinstance(batch, EventBatch) and batch.shape == (9, 2, 2, 34, 34) and batch.lengths.tolist() == [2, 9]
+    assert frames.shape == (9, 2, 2, 34, 34) and torch.equal(targets, torch.tensor([4, 7]))
+    assert frames[:, 0].sum() == np.count_nonzero(short["t"] < 2000) and not frames[2:, 0].any()
+    assert frames[:, 1].sum() == np.count_nonzero(long["t"] < 9000)
+
+
+def test_event_batches_move_like_tensors():
+    from snnframe.data import split_batch
+
+    batch = encode(Frames(), [random_events(np.random.default_rng(6), 300)])[1]
+    inputs, targets = split_batch((batch, torch.tensor([3])), torch.device("cpu"))
+    assert isinstance(inputs, EventBatch) and inputs.shape == batch.shape
+    assert torch.equal(inputs.frames(), batch.frames()) and targets.tolist() == [3]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_frames_binned_on_the_gpu_equal_the_cpus():
+    batch = encode(Frames(), [random_events(np.random.default_rng(7), n) for n in (3000, 1000)])[1]
+    on_gpu = Frames()(batch.pin_memory().to("cuda", non_blocking=True))
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), Frames()(batch))

@@ -18,7 +18,17 @@ from snnframe.builtins.training.bptt import TIMING_KEYS, BPTTTrainer
 from snnframe.builtins.training.errors import ResumeError, TrainingDiverged
 from snnframe.contracts import TrainResult
 
-ROW_KEYS = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_seconds", "eval_seconds"}
+ROW_KEYS = {
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "train_seconds",
+    "eval_seconds",
+    "firing_rates",
+}
 
 
 def trainer(epochs=2, **params):
@@ -44,6 +54,8 @@ def test_fit_writes_metrics_and_checkpoints_and_learns(tmp_path):
     assert history == result.history
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert all(set(row) == ROW_KEYS for row in history)
+    assert all(list(row["firing_rates"]) == ["1:toylif", "2:toylif"] for row in history)
+    assert all(0.0 < rate < 1.0 for row in history for rate in row["firing_rates"].values())
     # milestones [2], gamma 0.1: the lr *used during* epoch 3 is the decayed one
     assert [row["lr"] for row in history] == pytest.approx([1e-2, 1e-2, 1e-3])
     assert history[-1]["test_acc"] >= 0.9 > history[0]["train_acc"]

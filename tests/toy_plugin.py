@@ -6,7 +6,7 @@ import json
 from typing import Literal
 
 import snnframe
-from snnframe.contracts import DatasetInfo, TrainResult
+from snnframe.contracts import DatasetInfo, EpochReport, TrainResult
 
 
 class ToyDataset:
@@ -85,6 +85,7 @@ class ToyTrainer:
         if experiment.resume and metrics.exists():
             history = [json.loads(line) for line in metrics.read_text().splitlines()]
             start = len(history)
+        experiment.begin()  # read what it resumes from: the core may write (and starts the loggers on resume)
         for epoch in range(start + 1, self.epochs + 1):
             row = {
                 "epoch": epoch,
@@ -97,6 +98,8 @@ class ToyTrainer:
             history.append(row)
             with metrics.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+            if experiment.loggers:
+                experiment.log_epoch(EpochReport(epoch, row))
         return TrainResult(experiment.model, history, "cpu", experiment.is_main)
 
 
@@ -154,6 +157,38 @@ class BrokenVisualizer:
 def register_visualizers(register):
     register("toy_vis", ToyVisualizer)
     register("toy_broken", BrokenVisualizer)
+
+
+class ToyLogger:
+    """Writes what it is handed to <run_dir>/<filename>, one line per call."""
+
+    def __init__(self, *, filename: str = "logger.txt"):
+        self.filename = filename
+        self.path = None
+
+    def start(self, ctx):
+        self.path = ctx.run_dir / self.filename
+        with self.path.open("a") as f:
+            f.write(f"start {ctx.name} resume={ctx.resume}\n")
+
+    def log_epoch(self, report):
+        with self.path.open("a") as f:
+            f.write(f"epoch {report.epoch} train_loss={report.metrics['train_loss']}\n")
+
+    def close(self):
+        with self.path.open("a") as f:
+            f.write("close\n")
+
+
+class BrokenLogger(ToyLogger):
+    def log_epoch(self, report):
+        raise OSError("the logging server went away")
+
+
+@snnframe.hookimpl
+def register_loggers(register):
+    register("toy_log", ToyLogger)
+    register("toy_broken_log", BrokenLogger)
 
 
 TOY_RECIPE = """\

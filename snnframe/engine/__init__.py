@@ -13,7 +13,9 @@ Networks
     :class:`SpikingSequential` (time folding, static-input hoisting, compact saved tensors, the
     event-driven first layer), :func:`is_static`, :func:`step_buffer`.
 Measures and process settings
-    :func:`correct_count`, :func:`keep_freed_memory`.
+    :func:`correct_count`; :func:`spiking_layers` and :class:`FiringRecorder` (firing rates);
+    :func:`weighted_layers`, :func:`fan_out`, :class:`SynapticOps`, :func:`energy_j` (synaptic
+    operations, the ANN's MACs, the 45 nm energy estimate); :func:`keep_freed_memory`.
 
 Stability (before 1.0): the names exported here keep their meaning; new keyword arguments may be
 added. ``snnframe.engine.kernels`` and modules or names starting with ``_`` are internal and may
@@ -22,7 +24,17 @@ change in any release.
 
 from snnframe.engine.buffers import as_compute_dtype, step_buffer
 from snnframe.engine.host_memory import keep_freed_memory
-from snnframe.engine.metrics import correct_count
+from snnframe.engine.metrics import (
+    ENERGY_PER_AC_J,
+    ENERGY_PER_MAC_J,
+    FiringRecorder,
+    SynapticOps,
+    correct_count,
+    energy_j,
+    fan_out,
+    spiking_layers,
+    weighted_layers,
+)
 from snnframe.engine.neuron import (
     RESET_MECHANISMS,
     ResetMechanism,
@@ -51,6 +63,9 @@ from snnframe.engine.surrogate import (
 __all__ = [
     "ATan",
     "DEFAULT_SURROGATE",
+    "ENERGY_PER_AC_J",
+    "ENERGY_PER_MAC_J",
+    "FiringRecorder",
     "FastSigmoid",
     "KERNEL_FORMS",
     "KernelForm",
@@ -62,6 +77,7 @@ __all__ = [
     "StepNeuron",
     "StraightThrough",
     "Surrogate",
+    "SynapticOps",
     "Triangular",
     "as_compute_dtype",
     "check_positive",
@@ -69,9 +85,13 @@ __all__ = [
     "check_surrogate",
     "check_unit_interval",
     "correct_count",
+    "energy_j",
+    "fan_out",
     "is_static",
     "keep_freed_memory",
     "needs_grad",
     "scalar",
+    "spiking_layers",
     "step_buffer",
+    "weighted_layers",
 ]

@@ -90,6 +90,7 @@ class Components:
     trainer: Any
     visualizers: list[tuple[str, Any]]
     factories: dict[str, Callable[..., Any]] = attrs.field(factory=dict, repr=False)  # by key path
+    loggers: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
 def construct(
@@ -137,7 +138,8 @@ def construct(
     if loss is not None and t is not None:
         trainer = make("train", epochs=t.epochs, lr=t.lr, device=t.device, loss=loss)
     visualizers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["visualizers"])]
-    return Components(dataset, encoder, model, loss, trainer, visualizers, factories)
+    loggers = [(recipe.tables[p].kind, make(p)) for p in recipe.paths(BY_NAME["loggers"])]
+    return Components(dataset, encoder, model, loss, trainer, visualizers, factories, loggers)
 
 
 def _neuron_factory(recipe: Recipe, factories, problems: Problems, make) -> NeuronFactory | None:

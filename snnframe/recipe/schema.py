@@ -25,7 +25,7 @@ from snnframe.errors import RecipeError, did_you_mean
 from snnframe.kinds import KINDS, Kind, base_of, is_many
 from snnframe.recipe.params import check_value, show
 
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")  # "=": sweep runs are named <name>-s0-train.lr=0.01
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
@@ -44,7 +44,7 @@ def _not_negative(value: Any) -> str | None:
 def _plain_name(value: str) -> str | None:
     if _PLAIN_NAME.fullmatch(value) and value not in {".", ".."} and ".." not in value:
         return None
-    return "must be a plain directory name (letters, digits, '.', '_', '-'), not a path"
+    return "must be a plain directory name (letters, digits, '.', '_', '-', '='), not a path"
 
 
 def _device(value: str) -> str | None:
@@ -267,9 +267,11 @@ def _tables_of(
         return
     if pattern.endswith("[]"):
         if not isinstance(value, list):
-            problems.add(base, f"{base}: expected a list of tables ([[{base}]]), got {show(value)}")
+            problems.add(base, f"{base}: expected a list of tables ([[{base}]]) or names, got {show(value)}")
             return
         for i, item in enumerate(value):
+            if isinstance(item, str):  # a name alone: ["tensorboard"] is [{kind = "tensorboard"}]
+                item = {"kind": item}
             yield f"{base}[{i}]", _table_or_report(item, f"{base}[{i}]", problems)
     elif is_many(pattern):
         if not isinstance(value, dict):

@@ -6,6 +6,12 @@
   ``<root>/NMNIST/Train/<digit>/`` and ``Test/<digit>/``, read by tonic.  Load
   them with ``data.require_archives = false`` (tonic itself wants the zip
   archives and 10,000 files).
+- :func:`write_shd`: ``<root>/SHD/shd_train.h5`` and ``shd_test.h5`` in the published layout
+  (variable-length ``spikes/times`` as float16 seconds and ``spikes/units``, ``labels``,
+  ``extra/keys``, ``extra/speaker``); each class fires its own band of the 700 channels.
+- :func:`write_dvs_gesture`: tonic's DVS Gesture tree,
+  ``<root>/DVSGesture/ibmGestureTrain/user<NN>_<lighting>/<label>.npy`` (``[N, 4]`` int64
+  columns x, y, p, t in ms) and ``ibmGestureTest``; each class is a blob moving its own way.
 
 The images are the embedded UCI digits, and the N-MNIST events are their
 simulated saccade recordings, so the files are small but learnable. E.g.::
@@ -102,4 +108,104 @@ def write_nmnist(root, per_class_train: int = 2, per_class_test: int = 1, seed: 
             path.write_bytes(nmnist_bytes(*events))
             written[split].append((path, events))
         written[split].sort(key=lambda item: str(item[0]))  # tonic walks sorted folders and files
+    return written
+
+
+SHD_KEYS = [
+    b"zero",
+    b"one",
+    b"two",
+    b"three",
+    b"four",
+    b"five",
+    b"six",
+    b"seven",
+    b"eight",
+    b"nine",
+    b"null",
+    b"eins",
+    b"zwei",
+    b"drei",
+    b"vier",
+    b"fuenf",
+    b"sechs",
+    b"sieben",
+    b"acht",
+    b"neun",
+]
+
+
+def shd_recording(rng: np.random.Generator, label: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """``(times float16 seconds, units uint16)``: a band of channels around ``35 * label + 17`` plus noise."""
+    units = np.concatenate([rng.normal(35 * label + 17, 6, n - n // 10).round(), rng.integers(0, 700, n // 10)])
+    times = rng.uniform(0.0, 0.8, n)
+    order = np.argsort(times)
+    return times[order].astype(np.float16), np.clip(units[order], 0, 699).astype(np.uint16)
+
+
+def write_shd(
+    root, per_class_train: int = 2, per_class_test: int = 1, seed: int = 0, archives: bool = False, classes: int = 20
+) -> dict[str, list]:
+    """Write ``<root>/SHD/shd_{train,test}.h5``; returns ``{"train": [(times, units, label), ...], "test": ...}``.
+
+    ``archives`` also writes (empty) ``.zip`` files beside them, which is what tonic checks for.
+    """
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "SHD"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, per_class in (("train", per_class_train), ("test", per_class_test)):
+        labels = np.tile(np.arange(classes), per_class)
+        recordings = [(*shd_recording(rng, int(label)), int(label)) for label in labels]
+        with h5py.File(folder / f"shd_{split}.h5", "w") as f:
+            times = f.create_dataset("spikes/times", (len(labels),), dtype=h5py.vlen_dtype(np.float16))
+            units = f.create_dataset("spikes/units", (len(labels),), dtype=h5py.vlen_dtype(np.uint16))
+            for i, (t, u, _) in enumerate(recordings):
+                times[i], units[i] = t, u
+            f.create_dataset("labels", data=labels.astype(np.uint16))
+            f.create_dataset("extra/keys", data=np.array(SHD_KEYS))
+            f.create_dataset("extra/speaker", data=rng.integers(0, 12, len(labels)).astype(np.uint16))
+        if archives:
+            (folder / f"shd_{split}.h5.zip").write_bytes(b"")
+        written[split] = recordings
+    return written
+
+
+GESTURE_SENSOR = 128
+
+
+def gesture_recording(rng: np.random.Generator, label: int, n: int = 8000, duration_ms: int = 1500) -> np.ndarray:
+    """``[n, 4]`` int64 events (x, y, p, t in ms): a blob starting at a label's place, moving its way."""
+    angle = 2 * np.pi * label / 11
+    start = 64 + 30 * np.array([np.cos(angle), np.sin(angle)])
+    velocity = 40 * np.array([np.cos(angle + 1.0), np.sin(angle + 1.0)]) / duration_ms
+    t = np.sort(rng.integers(0, duration_ms, n))
+    centre = start + velocity * t[:, None]
+    xy = np.clip(np.round(centre + rng.normal(0, 4, (n, 2))), 0, GESTURE_SENSOR - 1)
+    return np.column_stack([xy[:, 0], xy[:, 1], rng.integers(0, 2, n), t]).astype(np.int64)
+
+
+def write_dvs_gesture(
+    root,
+    train_folders=("user01_fluorescent", "user02_led"),
+    test_folders=("user24_natural",),
+    seed: int = 0,
+    classes: int = 11,
+) -> dict[str, list]:
+    """Write tonic's DVS Gesture tree; returns ``{"train": [(path, events [N, 4], label), ...], "test": ...}``
+    in sorted path order."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, folder, users in (("train", "ibmGestureTrain", train_folders), ("test", "ibmGestureTest", test_folders)):
+        written[split] = []
+        for user in users:
+            directory = Path(root) / "DVSGesture" / folder / user
+            directory.mkdir(parents=True, exist_ok=True)
+            for label in range(classes):
+                events = gesture_recording(rng, label)
+                np.save(directory / f"{label}.npy", events)
+                written[split].append((directory / f"{label}.npy", events, label))
+        written[split].sort(key=lambda item: str(item[0]))
     return written

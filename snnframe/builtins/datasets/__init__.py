@@ -10,3 +10,5 @@ def register_datasets(register):
     register("mnist", "snnframe.builtins.datasets.mnist:MNIST")
     register("fashion_mnist", "snnframe.builtins.datasets.mnist:FashionMNIST")
     register("nmnist", "snnframe.builtins.datasets.nmnist:NMNIST")
+    register("shd", "snnframe.builtins.datasets.shd:SHD")
+    register("dvs_gesture", "snnframe.builtins.datasets.dvs_gesture:DVSGesture")

@@ -6,8 +6,8 @@ dtype (``x, y, t`` in microseconds, ``p``), so the ``frames`` encoder and the
 N-MNIST recipe settings apply.  Same train/test split as ``digits``.
 
 The recordings are generated once per ``seed`` (a few seconds) and stored in
-``<root>/NDIGITS/ndigits-seed<seed>-<version>.npz``; framed samples are cached
-like N-MNIST's under ``cache_dir`` (default ``<root>/cache/ndigits``).
+``<root>/NDIGITS/ndigits-seed<seed>-<version>.npz``; the encoder's denoised events are
+cached like N-MNIST's under ``cache_dir`` (default ``<root>/cache/ndigits``).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ GENERATOR_VERSION = 1  # bump when the simulation changes: it renames the stored
 class Recordings:
     """Map-style ``(events, label)`` for the recordings ``indices`` of a stored set."""
 
-    def __init__(self, store, indices, transform, first_saccade_only: bool, saccade_us: int):
+    def __init__(self, store, indices, first_saccade_only: bool, saccade_us: int):
         self.store = store
         self.indices = indices
-        self.transform = transform
         self.first_saccade_only = first_saccade_only
         self.saccade_us = saccade_us
 
@@ -39,7 +38,7 @@ class Recordings:
         return len(self.indices)
 
     def __getitem__(self, index):
-        from snnframe.builtins.datasets._events import EVENT_DTYPE
+        from snnframe.events import EVENT_DTYPE
 
         i = self.indices[index]
         part = slice(self.store["offsets"][i], self.store["offsets"][i + 1])
@@ -48,8 +47,6 @@ class Recordings:
             events[field] = self.store[field][part]
         if self.first_saccade_only:
             events = events[events["t"] < self.saccade_us]
-        if self.transform is not None:
-            events = self.transform(events)
         return events, int(self.store["labels"][i])
 
 
@@ -77,8 +74,9 @@ class NDigits:
 
     ``seed`` fixes the recordings (the data set's own seed, not the experiment's).
     ``first_saccade_only`` keeps the first 105 ms.  ``augment`` rotates training
-    frames by up to 10 degrees after the cache (the seed's N-MNIST augmentation).
-    ``cache = false`` frames every sample anew each epoch.
+    recordings by up to ``rotation_deg`` (10, the seed's N-MNIST augmentation) and applies
+    the other augmentation keys, on event coordinates after the cache.
+    ``cache = false`` denoises every recording anew each epoch.
     """
 
     info = DatasetInfo(modality="events", shape=(34, 34, 2), num_classes=10, classes=DIGIT_CLASSES)
@@ -90,29 +88,56 @@ class NDigits:
         seed: int = 0,
         first_saccade_only: bool = False,
         augment: bool = True,
+        rotation_deg: float = 10.0,
+        spatial_jitter: float = 0.0,
+        time_jitter_us: float = 0.0,
+        drop_events: float = 0.0,
+        flip_lr: float = 0.0,
+        flip_ud: float = 0.0,
+        flip_polarity: float = 0.0,
         cache: bool = True,
         cache_dir: str | None = None,
     ):
+        from snnframe.builtins.datasets._augment import augmentation
+
         if seed < 0:
             raise ValueError(f"seed must be 0 or positive, got {seed}")
         self.root = Path(root).expanduser()
         self.seed = seed
         self.first_saccade_only = first_saccade_only
-        self.augment = augment
+        self.augment = augmentation(
+            augment,
+            self.info.shape,
+            rotation_deg=rotation_deg,
+            spatial_jitter=spatial_jitter,
+            time_jitter_us=time_jitter_us,
+            drop_events=drop_events,
+            flip_lr=flip_lr,
+            flip_ud=flip_ud,
+            flip_polarity=flip_polarity,
+        )
         self.cache, self.cache_dir = cache, cache_dir
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import default_cache_dir, framed_splits
+        from snnframe.builtins.datasets._events import Source, default_cache_dir, event_splits
         from snnframe.builtins.datasets.saccades import Camera
 
         camera = Camera()
         name = _store_name(self.seed, camera.key())
-        store = load_or_generate(self.root / "NDIGITS" / name, self.seed, camera)
-        train_idx, test_idx = split_indices(store["labels"])
-        train, test = (
-            Recordings(store, idx, transform, self.first_saccade_only, camera.saccade_us)
-            for idx in (train_idx, test_idx)
-        )
+        path = self.root / "NDIGITS" / name
+        store = load_or_generate(path, self.seed, camera)
+        sources = [
+            Source(Recordings(store, idx, self.first_saccade_only, camera.saccade_us), str(path))
+            for idx in split_indices(store["labels"])
+        ]
         key = {"dataset": "ndigits", "recordings": name, "first_saccade_only": self.first_saccade_only}
         cache_dir = default_cache_dir(self.root, "ndigits", self.cache, self.cache_dir)
-        return framed_splits(train, test, transform, cache_dir=cache_dir, key=key, augment=self.augment)
+        return event_splits(
+            sources,
+            transform,
+            sensor_size=self.info.shape,
+            cache_dir=cache_dir,
+            key=key,
+            augment=self.augment,
+            title="ndigits",
+        )

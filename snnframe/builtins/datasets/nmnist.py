@@ -1,4 +1,4 @@
-"""``nmnist``: N-MNIST (Orchard et al. 2015) through tonic, framed, cached and augmented.
+"""``nmnist``: N-MNIST (Orchard et al. 2015) through tonic, cached as events and augmented.
 
 tonic looks for ``<root>/NMNIST/train.zip`` and ``test.zip`` beside the
 extracted ``Train/<digit>/*.bin`` and ``Test/<digit>/*.bin`` folders and
@@ -49,10 +49,11 @@ def check_bin_sizes(folder: Path) -> None:
 class NMNIST:
     """N-MNIST recordings (34x34 sensor, 2 polarities, three saccades), 10 classes.
 
-    ``first_saccade_only`` keeps events before 100 ms (tonic's option).
-    ``augment`` rotates training frames by up to 10 degrees after the cache (the
-    seed's).  Framed samples are cached in ``cache_dir`` (default
-    ``<root>/cache/nmnist``); ``cache = false`` frames them anew every epoch.
+    ``first_saccade_only`` keeps events before 100 ms (tonic's option). With ``augment``,
+    training recordings are rotated by up to ``rotation_deg`` (10, the seed's) and changed by
+    the other augmentation keys (off by default), on event coordinates after the cache. The
+    encoder's denoised events are cached in ``cache_dir`` (default ``<root>/cache/nmnist``);
+    ``cache = false`` reads and denoises every file every epoch.
     """
 
     info = DatasetInfo(modality="events", shape=(34, 34, 2), num_classes=10, classes=DIGIT_CLASSES)
@@ -63,58 +64,85 @@ class NMNIST:
         root: str,
         first_saccade_only: bool = False,
         augment: bool = True,
+        rotation_deg: float = 10.0,
+        spatial_jitter: float = 0.0,
+        time_jitter_us: float = 0.0,
+        drop_events: float = 0.0,
+        flip_lr: float = 0.0,
+        flip_ud: float = 0.0,
+        flip_polarity: float = 0.0,
         cache: bool = True,
         cache_dir: str | None = None,
         download: bool = True,
         require_archives: bool = True,
     ):
+        from snnframe.builtins.datasets._augment import augmentation
+
         self.root = Path(root).expanduser()
         self.location = self.root / "NMNIST"
         self.first_saccade_only = first_saccade_only
-        self.augment = augment
+        self.augment = augmentation(
+            augment,
+            self.info.shape,
+            rotation_deg=rotation_deg,
+            spatial_jitter=spatial_jitter,
+            time_jitter_us=time_jitter_us,
+            drop_events=drop_events,
+            flip_lr=flip_lr,
+            flip_ud=flip_ud,
+            flip_polarity=flip_polarity,
+        )
         self.cache, self.cache_dir = cache, cache_dir
         self.download = download
         self.require_archives = require_archives
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import default_cache_dir, framed_splits
+        from snnframe.builtins.datasets._events import Source, default_cache_dir, event_splits
 
-        train, test = (self._split(split, transform) for split in ("train", "test"))
+        train, test = (self._split(split) for split in ("train", "test"))
         key = {
             "dataset": "nmnist",
             "root": str(self.root.resolve()),
             "first_saccade_only": self.first_saccade_only,
             "files": [len(train), len(test)],
         }
+        sources = [Source(data, data.data) for data in (train, test)]
         cache_dir = default_cache_dir(self.root, "nmnist", self.cache, self.cache_dir)
-        return framed_splits(train, test, transform, cache_dir=cache_dir, key=key, augment=self.augment)
+        return event_splits(
+            sources,
+            transform,
+            sensor_size=self.info.shape,
+            cache_dir=cache_dir,
+            key=key,
+            augment=self.augment,
+            title="N-MNIST",
+        )
 
-    def _split(self, split: str, transform):
+    def _split(self, split: str):
         import tonic
 
-        from snnframe.builtins.datasets._tonic_nmnist import NMNIST as ExtractedNMNIST
+        from snnframe.builtins.datasets._download import download_with_tonic
+        from snnframe.builtins.datasets._tonic_readers import ExtractedNMNIST
 
-        options = dict(
-            save_to=str(self.root),
-            train=split == "train",
-            first_saccade_only=self.first_saccade_only,
-            transform=transform,
-        )
+        train = split == "train"
         files = _bin_files(self.location / FOLDERS[split])
         if not self.require_archives:
             if files == 0:
                 raise DataError(self._missing_message(split))
             check_bin_sizes(self.location / FOLDERS[split])
-            return ExtractedNMNIST(**options)
+            return ExtractedNMNIST(save_to=str(self.root), train=train, first_saccade_only=self.first_saccade_only)
         tonic_finds_it = (self.location / ARCHIVES[split]).is_file() and files >= TONIC_MIN_FILES
-        if not tonic_finds_it and not self.download:
-            raise DataError(self._missing_message(split))
-        if tonic_finds_it:  # (otherwise tonic downloads and extracts the files anew)
-            check_bin_sizes(self.location / FOLDERS[split])
-        try:
-            return tonic.datasets.NMNIST(**options)  # downloads when its check fails
-        except Exception as exc:
-            raise DataError(self._missing_message(split, f" Downloading failed ({one_line(exc)}).")) from None
+        if not tonic_finds_it:
+            if not self.download:
+                raise DataError(self._missing_message(split))
+            try:
+                download_with_tonic(
+                    lambda save_to: tonic.datasets.NMNIST(save_to=save_to, train=train), self.root, "NMNIST"
+                )
+            except Exception as exc:
+                raise DataError(self._missing_message(split, f" Downloading failed ({one_line(exc)}).")) from None
+        check_bin_sizes(self.location / FOLDERS[split])
+        return tonic.datasets.NMNIST(save_to=str(self.root), train=train, first_saccade_only=self.first_saccade_only)
 
     def _missing_message(self, split: str, reason: str = "") -> str:
         loc = self.location

@@ -1,7 +1,12 @@
-"""The ``frames`` encoder: event recordings to frames ``[T, 2, H, W]`` (the seed's "spike" input).
+"""The ``frames`` encoder: event recordings to event-count frames ``[T, B, P, H, W]`` (the seed's "spike" input).
 
-Framing is per-sample work: :class:`FrameTransform` runs in the data pipeline
-(DataLoader workers) and its output is what the datasets' disk cache stores.
+Three places, so that the per-sample work is small and the dense work happens once per batch:
+
+- :class:`Denoise`, the sample transform, runs before the data sets' disk cache: the cache
+  stores denoised *events* (compact), and augmentation moves events afterwards;
+- the collation (:class:`snnframe.events.EventCollate`, DataLoader workers) assigns each event
+  its frame with tonic's ``ToFrame`` slicing rules;
+- :meth:`Frames.__call__` bins the whole batch with one scatter-add on the training device.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snnframe.contracts import DatasetInfo
+from snnframe.events import EventBatch, EventCollate, EventTransform, FrameSlicing
 
 
 def denoise(events: np.ndarray, filter_time: float) -> np.ndarray:
@@ -48,76 +54,86 @@ def denoise(events: np.ndarray, filter_time: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FrameTransform:
-    """Events -> optional denoise -> ``int16`` frames ``[T, P, H, W]`` (tonic's ``ToFrame``).
+class Denoise(EventTransform):
+    """tonic's ``Denoise(filter_time=denoise_us)`` on a recording (0: the recording unchanged).
 
-    Its ``repr`` names every parameter: datasets use it as the disk-cache key.
+    An event-to-event transform: data sets cache its output. Its ``repr`` names its parameter
+    (the cache key).
     """
 
-    sensor_size: tuple[int, int, int]  # tonic's (W, H, P)
-    time_window_us: int | None = 1000
-    n_time_bins: int | None = None
     denoise_us: int = 10000
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        from tonic.transforms import ToFrame
-
         if self.denoise_us and len(events):
-            events = denoise(events, self.denoise_us)
-        if len(events) == 0:  # tonic's empty frame has W and H swapped; build it here
-            width, height, polarities = self.sensor_size
-            return np.zeros((self.n_time_bins or 1, polarities, height, width), dtype=np.int16)
-        to_frame = ToFrame(
-            sensor_size=self.sensor_size,
-            time_window=float(self.time_window_us) if self.time_window_us else None,
-            n_time_bins=self.n_time_bins,
-        )
-        return to_frame(events)
+            return denoise(events, self.denoise_us)
+        return events
 
 
 class Frames:
-    """Accumulate events into frames of ``time_window_us`` (default 1 ms, the seed's)
-    or into ``n_time_bins`` equal bins, after tonic's ``Denoise`` with
-    ``denoise_us`` (default 10 ms, the seed's; 0 turns it off).
+    """Event-count frames of ``time_window_us`` (default 1 ms, the seed's), of ``event_count``
+    events, or ``n_time_bins`` / ``n_event_bins`` frames per recording -- tonic's ``ToFrame``
+    modes, with its ``overlap`` (microseconds, events, or a fraction of a bin) and
+    ``include_incomplete`` -- after tonic's ``Denoise`` with ``denoise_us`` (default 10 ms,
+    the seed's; 0 turns it off).
 
-    With ``time_window_us`` the number of frames follows the recording's length;
-    batches are padded to the longest recording.
+    With ``time_window_us`` or ``event_count`` the number of frames follows the recording;
+    a batch is padded with empty frames to its longest recording.
     """
 
     modality = "events"
 
-    def __init__(self, *, time_window_us: int | None = None, n_time_bins: int | None = None, denoise_us: int = 10000):
-        if time_window_us is not None and n_time_bins is not None:
-            raise ValueError("set either time_window_us or n_time_bins, not both")
-        if time_window_us is None and n_time_bins is None:
+    def __init__(
+        self,
+        *,
+        time_window_us: int | None = None,
+        n_time_bins: int | None = None,
+        event_count: int | None = None,
+        n_event_bins: int | None = None,
+        overlap: float = 0,
+        include_incomplete: bool = False,
+        denoise_us: int = 10000,
+    ):
+        sizes = {
+            "time_window_us": time_window_us,
+            "n_time_bins": n_time_bins,
+            "event_count": event_count,
+            "n_event_bins": n_event_bins,
+        }
+        chosen = [name for name, value in sizes.items() if value is not None]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"set either time_window_us, n_time_bins, event_count or n_event_bins, not {' and '.join(chosen)}"
+            )
+        if not chosen:
             time_window_us = 1000
-        if time_window_us is not None and time_window_us <= 0:
-            raise ValueError(f"time_window_us must be positive, got {time_window_us}")
-        if n_time_bins is not None and n_time_bins <= 0:
-            raise ValueError(f"n_time_bins must be positive, got {n_time_bins}")
+        for name, value in sizes.items():
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
         if denoise_us < 0:
             raise ValueError(f"denoise_us must be 0 (off) or positive, got {denoise_us}")
         self.time_window_us = time_window_us
         self.n_time_bins = n_time_bins
+        self.event_count = event_count
+        self.n_event_bins = n_event_bins
         self.denoise_us = denoise_us
-
-    def sample_transform(self, info: DatasetInfo) -> FrameTransform:
-        return FrameTransform(
-            sensor_size=tuple(info.shape),
-            time_window_us=self.time_window_us,
-            n_time_bins=self.n_time_bins,
-            denoise_us=self.denoise_us,
+        self.slicing = FrameSlicing(  # raises ValueError for an overlap that does not fit
+            time_window=time_window_us,
+            event_count=event_count,
+            n_time_bins=n_time_bins,
+            n_event_bins=n_event_bins,
+            overlap=overlap,
+            include_incomplete=include_incomplete,
         )
 
-    def collate_fn(self, info: DatasetInfo):
-        from tonic.collation import PadTensors
+    def sample_transform(self, info: DatasetInfo) -> Denoise:
+        return Denoise(denoise_us=self.denoise_us)
 
-        # pads shorter recordings with empty frames at the end; stacks time-major [T, B, ...]
-        return PadTensors(batch_first=False)
+    def collate_fn(self, info: DatasetInfo) -> EventCollate:
+        return EventCollate(self.slicing, tuple(info.shape))
 
     def input_shape(self, info: DatasetInfo) -> tuple[int, ...]:
         width, height, polarities = info.shape
         return (polarities, height, width)
 
-    def __call__(self, frames):
-        return frames.float()
+    def __call__(self, batch: EventBatch):
+        return batch.frames()

@@ -1,13 +1,15 @@
 """The ``bptt`` trainer: backpropagation through time over the whole sequence.
 
 One process or many (torchrun + DistributedDataParallel); every epoch trains,
-evaluates on the test set, appends a row to ``metrics.jsonl`` and writes
+evaluates on the test set (loss, accuracy, each spiking layer's firing rate; warnings for
+silent or saturated layers and a stuck loss), appends a row to ``metrics.jsonl``, hands it
+to the recipe's loggers and writes
 ``checkpoints/last.pt`` so that ``--resume`` can continue an interrupted run
 and, on CPU, reproduce the uninterrupted run's metrics exactly.
 
 The parts: :mod:`.session` (set-up and the epoch loop), :mod:`.resume` (continuing a run,
 random streams), :mod:`.checkpoint` (files), :mod:`.loaders`, :mod:`.distributed`,
-:mod:`.optim`, :mod:`.progress`.
+:mod:`.optim`, :mod:`.progress`, :mod:`.diagnostics`.
 """
 
 from collections.abc import Callable
@@ -50,6 +52,8 @@ class BPTTTrainer:
         checkpoint_every: int = 1,
         log_every: int = 0,
         progress: bool | None = None,
+        warn_silent_below: float = 0.001,
+        warn_saturated_above: float = 0.9,
     ):
         _check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
         _check(lr > 0, f"lr must be positive, got {lr}")
@@ -76,11 +80,16 @@ class BPTTTrainer:
         _check(grad_clip is None or grad_clip > 0, f"grad_clip must be positive, got {grad_clip}")
         _check(checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {checkpoint_every}")
         _check(log_every >= 0, f"log_every must be >= 0, got {log_every}")
+        _check(0.0 <= warn_silent_below <= 1.0, f"warn_silent_below must be in [0, 1], got {warn_silent_below}")
+        _check(
+            0.0 <= warn_saturated_above <= 1.0, f"warn_saturated_above must be in [0, 1], got {warn_saturated_above}"
+        )
         self.epochs, self.lr, self.device, self.loss = epochs, lr, device, loss
         self.optimizer, self.betas, self.momentum, self.weight_decay = optimizer, list(betas), momentum, weight_decay
         self.scheduler, self.milestones, self.gamma, self.min_lr = scheduler, list(milestones), gamma, min_lr
         self.precision, self.compile, self.grad_clip = precision, compile, grad_clip
         self.checkpoint_every, self.log_every, self.progress = checkpoint_every, log_every, progress
+        self.warn_silent_below, self.warn_saturated_above = warn_silent_below, warn_saturated_above
 
     def fit(self, experiment: Experiment) -> TrainResult:
         dist = DistContext.from_env()

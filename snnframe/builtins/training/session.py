@@ -19,6 +19,7 @@ from snnframe.builtins.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from snnframe.builtins.training.diagnostics import epoch_warnings
 from snnframe.builtins.training.distributed import DistContext
 from snnframe.builtins.training.errors import TrainingDiverged
 from snnframe.builtins.training.loaders import build_loaders
@@ -26,10 +27,10 @@ from snnframe.builtins.training.optim import build_optimizer, build_scheduler
 from snnframe.builtins.training.preempt import StopRequest
 from snnframe.builtins.training.progress import percent, progress_bar, redirect_logging
 from snnframe.builtins.training.resume import epoch_seed, finish_resume, resume, start_random_streams
-from snnframe.contracts import Experiment, TrainResult
+from snnframe.contracts import EpochReport, Experiment, TrainResult
 from snnframe.data import split_batch
 from snnframe.engine import host_memory
-from snnframe.engine.metrics import correct_count
+from snnframe.engine.metrics import FiringRecorder, correct_count
 from snnframe.errors import Preempted
 from snnframe.io import WriteError, append_line
 from snnframe.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, MID_EPOCH_FORMAT, finite, metrics_line
@@ -99,8 +100,9 @@ class Session:
         if self.t.compile:
             net = torch.compile(net)
         self.train_net = net
-        # evaluation runs unwrapped under DDP: ranks hold different numbers of test batches
-        self.eval_net = self.model if self.dist.active else net
+        # evaluation runs the plain model: under DDP ranks hold different numbers of test batches, and
+        # the firing-rate hooks it adds each epoch would make torch.compile recompile the model every time
+        self.eval_net = self.model
 
     def run(self) -> TrainResult:
         with self.stop:  # SIGTERM: finish the batch, save, stop (see preempt.py)
@@ -134,7 +136,7 @@ class Session:
             train_loss, train_acc, train_seconds = self._train_epoch(epoch)
             self._check_weights(epoch, len(self.train_loader))  # before they are evaluated and saved
             began = time.perf_counter()
-            test_loss, test_acc = self._evaluate()
+            test_loss, test_acc, firing = self._evaluate()
             eval_seconds = time.perf_counter() - began
             if self.scheduler is not None:
                 with warnings.catch_warnings():  # a resumed epoch whose batches were all trained before
@@ -152,6 +154,7 @@ class Session:
                     "lr": lr,
                     "train_seconds": round(train_seconds, 3),
                     "eval_seconds": round(eval_seconds, 3),
+                    "firing_rates": firing.rates(),
                 }
             )
             self.history.append(row)
@@ -166,10 +169,14 @@ class Session:
                 lr,
                 train_seconds + eval_seconds,
             )
+            for warning in epoch_warnings(self.history, self._diagnostics()):
+                self.log.warning("warning: %s", warning)
             rng = self.dist.all_gather(capture_rng(self.device))  # every process's, for the checkpoint
             if self.is_main:
                 self.save(epoch, rng)
                 self._append(row)
+                if self.exp.loggers:
+                    self.exp.log_epoch(EpochReport(epoch, row, firing.neuron_rates()))
             if epoch < t.epochs and self._stop_agreed():  # SIGTERM during evaluation or saving
                 raise self._preempted(f"after epoch {epoch}")
         return TrainResult(model=self.model, history=self.history, device=self.device, is_main=self.is_main)
@@ -317,11 +324,22 @@ class Session:
             f"{self.ckpt_dir / LAST_CHECKPOINT}"
         )
 
-    def _evaluate(self) -> tuple[float | None, float | None]:
+    def _diagnostics(self) -> dict[str, Any]:
+        loss_table = self.exp.recipe.get("train", {}).get("loss", {})
+        return {
+            "silent_below": self.t.warn_silent_below,
+            "saturated_above": self.t.warn_saturated_above,
+            "num_classes": self.exp.info.num_classes,
+            "loss_kind": loss_table.get("kind") if isinstance(loss_table, dict) else None,
+        }
+
+    def _evaluate(self) -> tuple[float | None, float | None, FiringRecorder]:
+        """Test loss and accuracy, and each spiking layer's firing rate on the test set."""
         net = self.eval_net
         net.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        with torch.no_grad():
+        firing = FiringRecorder(self.model)
+        with torch.no_grad(), firing:
             for batch in self.test_loader:
                 inputs, targets = split_batch(batch, self.device, non_blocking=True)
                 with self._autocast():
@@ -336,10 +354,12 @@ class Session:
                     ]
                 )
         self.dist.sum_(totals)
+        if self.dist.active:
+            firing.gather(self.dist.all_gather)
         loss_sum, correct, count = totals.tolist()
         if count == 0:
-            return None, None
-        return loss_sum / count, correct / count
+            return None, None, firing
+        return loss_sum / count, correct / count, firing
 
     def save(self, epoch: int, rng: list[dict[str, Any]], partial: dict[str, Any] | None = None) -> None:
         """Write ``last.pt`` (and ``epoch_<k>.pt``); ``partial``: a mid-epoch checkpoint after ``epoch``."""
