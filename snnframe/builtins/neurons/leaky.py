@@ -1,27 +1,9 @@
 r"""``leaky``: snnTorch's first-order leaky integrate-and-fire neuron, run over all steps at once.
 
 The module holds the parameters; the time loop is the engine's fused LIF scan
-(:func:`snnframe.engine.lif.lif`).
-
-With input current :math:`X_t`, decay :math:`β`, threshold :math:`θ` and :math:`U_0 = 0`
-(snnTorch's ``Leaky`` with its defaults, ``reset_delay=True``):
-
-.. math::
-    r_t &= H(U_{t-1} - θ) \quad \text{(the previous step's spike, detached from the graph)} \\
-    U_t &= β U_{t-1} + X_t - θ r_t  &\text{(subtract)} \\
-    U_t &= β (1 - r_t) U_{t-1} + X_t &\text{(zero)} \\
-    U_t &= β U_{t-1} + X_t &\text{(none)} \\
-    S_t &= H(U_t - θ)
-
-where :math:`H` is the Heaviside step whose derivative the surrogate :math:`σ'` replaces.
-The backward pass runs the adjoint recurrence in reverse time, with
-:math:`G_t = ∂L/∂U_t` and :math:`g^S_t = ∂L/∂S_t`:
-
-.. math::
-    G_t = g^S_t\, σ'(U_t - θ) + ∂L/∂U_t|_{\text{direct}} + a_{t+1} G_{t+1}, \qquad
-    a_{t+1} = β\ \text{(subtract, none)}, \quad β (1 - r_{t+1})\ \text{(zero)},
-
-so :math:`∂L/∂X_t = G_t`. Only the membrane :math:`U` is saved for the backward pass.
+(:func:`snnframe.engine.lif.lif`, whose docstring gives the update, the three resets and the
+adjoint recurrence of the backward pass). Equal to snnTorch's ``Leaky`` with its defaults
+(``reset_delay=True``): the same spikes and membrane, bit for bit.
 """
 
 from __future__ import annotations
