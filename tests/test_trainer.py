@@ -416,12 +416,36 @@ def test_bad_parameters_are_value_errors(params, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-def test_cuda_on_a_machine_without_it_is_a_clear_error(tmp_path):
+def test_cuda_on_a_machine_without_it_is_a_clear_error_when_the_trainer_is_built():
+    with pytest.raises(ValueError, match="device = 'cuda' but this PyTorch build or machine has no CUDA device"):
+        BPTTTrainer(epochs=1, lr=1e-2, device="cuda", loss=ce_rate())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_a_new_run_on_a_missing_device_is_a_recipe_error_and_leaves_no_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from snnframe.cli import make_cli
+    from snnframe.plugins import load_plugins
+
+    out = tmp_path / "runs"
+    quickstart = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.toml"
+    args = [str(quickstart), "--set", f'experiment.out_dir="{out}"', "--set", "train.device=cuda:0"]
+    for command in ("validate", "run"):
+        result = CliRunner().invoke(make_cli(load_plugins()), [command, *args])
+        assert result.exit_code == 2, result.output
+        assert "train: device = 'cuda:0' but this PyTorch build or machine has no CUDA device" in result.output
+        assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_resolve_device_still_refuses_a_missing_cuda_device():
+    from snnframe.builtins.training.distributed import resolve_device
     from snnframe.builtins.training.errors import DeviceUnavailable
 
-    t = BPTTTrainer(epochs=1, lr=1e-2, device="cuda", loss=ce_rate())
     with pytest.raises(DeviceUnavailable, match="no CUDA device"):
-        t.fit(make_experiment(tmp_path))
+        resolve_device("cuda")
 
 
 def test_plugin_modules_register_lazily_without_importing_torch():

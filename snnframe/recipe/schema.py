@@ -26,7 +26,7 @@ from snnframe.kinds import KINDS, Kind, base_of, is_many
 from snnframe.recipe.params import check_value, show
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")  # "=": sweep runs are named <name>-s0-train.lr=0.01
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def _positive(value: Any) -> str | None:

@@ -15,7 +15,7 @@ random streams), :mod:`.checkpoint` (files), :mod:`.loaders`, :mod:`.distributed
 from collections.abc import Callable
 from typing import Literal
 
-from snnframe.builtins.training.distributed import DEVICE_PATTERN, DistContext, resolve_device
+from snnframe.builtins.training.distributed import DEVICE_PATTERN, DistContext, device_problem, resolve_device
 from snnframe.builtins.training.session import Session
 from snnframe.contracts import Experiment, TrainResult
 
@@ -58,6 +58,8 @@ class BPTTTrainer:
         _check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
         _check(lr > 0, f"lr must be positive, got {lr}")
         _check(bool(DEVICE_PATTERN.fullmatch(device)), f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        problem = device_problem(device)
+        _check(problem is None, problem or "")
         _check(callable(loss), "loss must be callable")
         _check(optimizer in ("adam", "adamw", "sgd"), f"optimizer must be adam, adamw or sgd, got {optimizer!r}")
         _check(

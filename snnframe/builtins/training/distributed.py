@@ -19,6 +19,19 @@ from snnframe.builtins.training.errors import DeviceUnavailable
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
+def device_problem(request: str) -> str | None:
+    """Why ``request`` cannot run on this machine, or None; checked when the trainer is built, so that
+    ``validate`` reports it and a new run fails before its directory exists (torchrun's ranks are checked
+    again by :func:`resolve_device`)."""
+    if request in ("auto", "cpu"):
+        return None
+    if not torch.cuda.is_available():
+        return f"device = {request!r} but this PyTorch build or machine has no CUDA device; use \"auto\" or \"cpu\""
+    if ":" in request and int(request.split(":")[1]) >= torch.cuda.device_count():
+        return f"device = {request!r} does not exist ({torch.cuda.device_count()} CUDA device(s) visible)"
+    return None
+
+
 def resolve_device(request: str, local_rank: int | None = None) -> torch.device:
     """``auto`` picks CUDA when present; under torchrun each process takes ``cuda:LOCAL_RANK``.
 
