@@ -46,10 +46,6 @@ class Point:
     epochs: int
     overrides: tuple[str, ...]  # everything passed to `snnframe run`, base --set first
 
-    @property
-    def grid(self) -> tuple[tuple[str, str], ...]:
-        return self.values
-
 
 @attrs.define
 class Sweep:
@@ -73,6 +69,8 @@ def parse_seeds(text: str) -> list[int]:
         if not match:
             raise UsageError(f'--seeds "{text}": expected seeds such as 0,1,2 or 0-4')
         low, high = int(match[1]), int(match[2] or match[1])
+        if high < low:
+            raise UsageError(f'--seeds "{text}": the range {part} is empty (write it low-high, e.g. {high}-{low})')
         seeds += range(low, high + 1)
     if len(set(seeds)) != len(seeds):
         raise UsageError(f'--seeds "{text}": a seed is repeated')
@@ -180,10 +178,12 @@ def status(point: Point) -> str:
 
 
 def command(sweep: Sweep, point: Point) -> str:
-    """The ``snnframe run`` command that trains ``point`` by itself."""
+    """The ``snnframe run`` command that trains ``point`` by itself (with ``--resume`` once it has a run directory)."""
     words = ["snnframe", "run", str(sweep.recipe)]
     for override in point.overrides:
         words += ["--set", override]
+    if status(point) == "interrupted":
+        words.append("--resume")
     return shlex.join(words)
 
 

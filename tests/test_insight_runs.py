@@ -230,3 +230,17 @@ def test_a_sweep_plan_names_each_grid_point_and_lists_its_command(cli, tmp_path)
     assert not any(tmp_path.iterdir())  # --list trains nothing
     bad = cli("sweep", QUICKSTART, "--seeds", "0", "--grid", "experiment.seed=1,2")
     assert bad.exit_code == 2 and "use --seeds for seeds" in bad.output
+    reversed_range = cli("sweep", QUICKSTART, "--seeds", "4-0", "--list")
+    assert reversed_range.exit_code == 2
+    assert '--seeds "4-0": the range 4-0 is empty (write it low-high, e.g. 0-4)' in reversed_range.output
+
+
+def test_the_command_of_an_interrupted_point_resumes_it(tmp_path):
+    from snnframe.sweep import command, plan, status
+
+    sweep = plan(QUICKSTART, [0], [f"experiment.out_dir={tmp_path}"], [])
+    point = sweep.points[0]
+    assert status(point) == "new" and not command(sweep, point).endswith("--resume")
+    point.run_dir.mkdir(parents=True)
+    (point.run_dir / "recipe.toml").write_text("")  # a run that started and stopped before its first epoch
+    assert status(point) == "interrupted" and command(sweep, point).endswith(" --resume")
