@@ -16,8 +16,9 @@ def evaluate(run: Any, *, batch_size: int | None = None, device: str = "cpu") ->
 
     Keys: ``run_dir``, ``epoch``, ``samples``, ``num_steps``, ``test_acc``, ``test_loss``,
     ``firing_rates`` (by layer), ``synops``, ``snn_macs``, ``macs`` (the network as an ANN),
-    ``energy_j``, ``ann_energy_j`` (per sample), ``energy_model`` and ``layers`` (per weighted
-    layer: ``synops``, ``macs``, ``ann_macs``). The random streams are seeded from the run's
+    ``energy_j``, ``ann_energy_j`` (per sample), ``energy_model``, ``per_layer`` (per weighted
+    layer: ``synops``, ``macs``, ``ann_macs``) and ``not_counted`` (recurrent weights inside a neuron
+    that do not fit its output). The random streams are seeded from the run's
     ``experiment.seed`` first, so a random encoder (``rate``) gives the same numbers each time.
     """
     import torch

@@ -99,6 +99,16 @@ def test_synops_of_a_tiny_network_match_a_hand_count():
     assert (ENERGY_PER_AC_J, ENERGY_PER_MAC_J) == (0.9e-12, 4.6e-12)
 
 
+@pytest.mark.parametrize("batch", [1, 7])
+def test_a_linear_layer_on_time_major_input_counts_per_sample(batch):
+    """A plugin model may apply nn.Linear to [T, B, F] without folding time: B is not a dimension of the layer."""
+    net = nn.Sequential(nn.Linear(4, 3))
+    with torch.no_grad(), SynapticOps(net) as ops:
+        net(torch.ones(5, batch, 4))
+    # per sample: 5 steps x 4 inputs x 3 synapses accumulate; the ANN does 4 x 3 MACs once
+    assert ops.per_sample()["per_layer"]["1:linear"] == {"synops": 60.0, "macs": 0.0, "ann_macs": 12.0}
+
+
 def test_a_layer_fed_by_non_spike_input_is_counted_as_macs_once_per_step_it_runs():
     image = torch.rand(2, 1, 3, 3) * 0.4 + 0.05  # real-valued, never a whole number
     counts = {}

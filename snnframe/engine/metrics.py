@@ -247,6 +247,8 @@ class SynapticOps:
     def _layer_hook(self, name: str) -> Callable[..., None]:
         def hook(layer: nn.Module, inputs: Any) -> None:
             x = inputs[0].detach()
+            if isinstance(layer, nn.Linear):  # it reads the last dimension: any leading ones ([T, B, F]) are rows
+                x = x.reshape(-1, x.shape[-1])
             shape = tuple(x.shape[1:])
             fan = self.fan(layer, shape, x.device)
             self.ann_macs.setdefault(name, float(fan.sum()))
@@ -274,7 +276,7 @@ class SynapticOps:
         return hook
 
     def per_sample(self) -> dict[str, Any]:
-        """Totals and per-layer numbers per sample: ``synops``, ``snn_macs``, ``ann_macs``, ``layers``."""
+        """Totals and per-layer numbers per sample: ``synops``, ``snn_macs``, ``ann_macs``, ``per_layer``."""
         n = max(1, self.samples)
         names = [name for name, _ in self.layers] + [name for name, _, _ in self.recurrent]
         layers = {
