@@ -138,7 +138,10 @@ def register_visualizers(register: Register) -> None:
 
 @hookspec
 def register_commands(cli: Any) -> None:
-    """Add commands to the ``snnframe`` command line: ``cli`` is its ``click.Group``.
+    """Add commands to the ``snnframe`` command line with ``@cli.command()``.
+
+    ``cli`` is a ``click.Group`` whose commands join ``snnframe``'s when the hook returns; a hook
+    that raises adds none, and its plugin is skipped with its components.
 
     Import heavy modules inside the command function, not at module level, so that
     ``snnframe --help`` stays fast.

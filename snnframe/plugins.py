@@ -53,13 +53,30 @@ class Plugins:
         return self.registries[kind]
 
     def add_commands(self, cli: Any) -> None:
-        """Let plugins add click commands (``register_commands(cli)``); one that raises is reported."""
+        """Let plugins add click commands (``register_commands(cli)``).
+
+        Each plugin adds them to a group of its own, copied to ``cli`` only if it returns: one that
+        raises adds no command and loses its components too, as a plugin that fails to load.
+        """
+        import click
+
         for impl in self.manager.hook.register_commands.get_hookimpls():
+            scratch = click.Group(cli.name)
             try:
-                impl.function(**{arg: cli for arg in impl.argnames})
+                impl.function(**{arg: scratch for arg in impl.argnames})
             except Exception as exc:
-                info = next((p for p in self.loaded if p.name == impl.plugin_name), PluginInfo(impl.plugin_name))
-                self.failed.append(attrs.evolve(info, error=f"register_commands: {type(exc).__name__}: {exc}"))
+                self._fail(impl.plugin_name, f"register_commands: {type(exc).__name__}: {exc}")
+                continue
+            for name, command in scratch.commands.items():
+                cli.add_command(command, name)
+
+    def _fail(self, name: str, error: str) -> None:
+        info = next((p for p in self.loaded if p.name == name), PluginInfo(name))
+        self.loaded = [p for p in self.loaded if p.name != name]
+        self.failed.append(attrs.evolve(info, error=error))
+        for registry in self.registries.values():
+            registry.drop_plugin(name)
+            registry.failed_plugins[name] = error
 
 
 def disabled_plugins() -> list[str]:

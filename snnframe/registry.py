@@ -93,6 +93,10 @@ class Registry:
             )
         self._entries[entry.name] = entry
 
+    def drop_plugin(self, plugin: str) -> None:
+        """Forget what ``plugin`` registered (it failed after its components were added)."""
+        self._entries = {name: e for name, e in self._entries.items() if e.plugin != plugin}
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -231,18 +231,34 @@ def test_plugins_add_commands_and_a_failing_one_is_reported():
     bad = types.ModuleType("bad")
 
     @snnframe.hookimpl
+    def register_neurons(register):
+        register("half_neuron", lambda **kw: None)
+
+    @snnframe.hookimpl
     def register_commands(cli):  # noqa: F811 - the bad plugin's own hook
+        @cli.command()
+        def half():
+            """Added before the hook raised."""
+            print("half-registered command ran")
+
         raise RuntimeError("no commands today")
 
+    bad.register_neurons = register_neurons
     bad.register_commands = register_commands
     plugins = load_plugins(extra=[("good", good), ("bad", bad)], entry_points=False)
-    result = CliRunner().invoke(make_cli(plugins), ["hello"])
+    cli = make_cli(plugins)
+    result = CliRunner().invoke(cli, ["hello"])
     assert result.exit_code == 0, result.output
     assert "hello from a plugin" in result.output
     assert (
         'snnframe: warning: plugin "bad" (not from a distribution) failed to load and is skipped: '
         "register_commands: RuntimeError: no commands today"
     ) in result.output
+    # skipped means skipped: neither the command it added before raising nor its components remain
+    half = CliRunner().invoke(cli, ["half"])
+    assert half.exit_code == 2 and "No such command 'half'" in half.output
+    assert "half_neuron" not in plugins.registry("neurons")
+    assert [p.name for p in plugins.loaded] == ["good"]
 
 
 def test_a_failing_visualizer_keeps_the_run_and_the_others(invoke, toy_recipe, tmp_path):
