@@ -36,7 +36,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except SnnframeError as exc:
             raise _Failure(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise _Failure("interrupted; continue the run with --resume", 130) from None
+            raise _Failure("interrupted", 130) from None
 
     return wrapper
 
@@ -86,7 +86,10 @@ def make_cli(plugins: Plugins) -> click.Group:
         """Train the experiment described by RECIPE."""
         from snnframe.run import run as run_recipe
 
-        result = run_recipe(recipe, list(overrides), resume=resume, plugins=plugins)
+        try:
+            result = run_recipe(recipe, list(overrides), resume=resume, plugins=plugins)
+        except KeyboardInterrupt:
+            raise _Failure("interrupted; continue the run with --resume", 130) from None
         if result.is_main and result.history:
             last = result.history[-1]
             accuracy = last.get("test_acc")
@@ -117,7 +120,10 @@ def make_cli(plugins: Plugins) -> click.Group:
 
     @cli.command("list-plugins")
     @click.option(
-        "--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version, default}."
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print a JSON list of {kind, name, plugin, distribution, version, default}.",
     )
     @click.option("--kind", type=click.Choice(NAMES), help="Only this component kind.")
     def list_plugins(as_json: bool, kind: str | None) -> None:

@@ -118,7 +118,7 @@ def check_run_dir(recipe: Recipe, resume: bool, read_checkpoint_now: bool = Fals
             raise RunDirError(
                 f"--resume: the recipe differs from the one {run_dir} was started with at "
                 + ", ".join(changed)
-                + "; only train.epochs and train.device may change on resume"
+                + "; only train.epochs, train.device and train.loggers may change on resume"
             )
         if read_checkpoint_now:
             _check_resumable(run_dir)
@@ -434,7 +434,7 @@ def _clean(run_dir: Path) -> None:
 
 
 def _rewrite_recipe_if_changed(recipe: Recipe, run_dir: Path) -> None:
-    """On resume: ``recipe.toml`` gets the new ``train.epochs``/``device``; unchanged, it stays as it was."""
+    """On resume: ``recipe.toml`` gets the new ``train.epochs``/``device``/``loggers``; unchanged, it stays."""
     saved = run_dir / RECIPE_FILE
     if read(saved) != recipe.to_dict():
         write_recipe(recipe, run_dir)

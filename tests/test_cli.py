@@ -283,3 +283,19 @@ def test_resume_refuses_other_data_workers(invoke, toy_recipe):
     assert invoke("run", toy_recipe, "--set", "train.epochs=1").exit_code == 0
     result = invoke("run", toy_recipe, "--resume", "--set", "data.num_workers=2")
     assert result.exit_code == 2 and "at data.num_workers;" in result.output
+
+
+def test_ctrl_c_says_how_to_continue_only_where_there_is_a_run(invoke, toy_recipe, monkeypatch):
+    import snnframe.run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(snnframe.run, "run", interrupted)
+    monkeypatch.setattr(snnframe.run, "prepare", interrupted)
+    ran = invoke("run", toy_recipe)
+    assert ran.exit_code == 130
+    assert ran.output == "snnframe: error: interrupted; continue the run with --resume\n"
+    validated = invoke("validate", toy_recipe)
+    assert validated.exit_code == 130
+    assert validated.output == "snnframe: error: interrupted\n"

@@ -26,7 +26,7 @@ def device_problem(request: str) -> str | None:
     if request in ("auto", "cpu"):
         return None
     if not torch.cuda.is_available():
-        return f"device = {request!r} but this PyTorch build or machine has no CUDA device; use \"auto\" or \"cpu\""
+        return f'device = {request!r} but this PyTorch build or machine has no CUDA device; use "auto" or "cpu"'
     if ":" in request and int(request.split(":")[1]) >= torch.cuda.device_count():
         return f"device = {request!r} does not exist ({torch.cuda.device_count()} CUDA device(s) visible)"
     return None
