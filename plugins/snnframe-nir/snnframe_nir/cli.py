@@ -1,4 +1,4 @@
-"""``snnframe export-nir RUN_DIR [-o FILE] [--approximate]``."""
+"""``snnframe export-nir RUN_DIR [-o FILE] [--approximate] [--force]``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def add_commands(cli: click.Group) -> None:
         help="Write the nearest NIR node where none is exact (e.g. a subtractive reset as a reset to 0) and list "
         "what changes.",
     )
+    @click.option("--force", is_flag=True, help="Replace the NIR file if it exists.")
     @click.option(
         "--set",
         "overrides",
@@ -29,7 +30,9 @@ def add_commands(cli: click.Group) -> None:
         help="Override a key of the run's recipe before loading it (--set data.root=/data).",
     )
     @reports_errors
-    def export_nir(run_dir: Path, output: Path | None, approximate: bool, overrides: tuple[str, ...]) -> None:
+    def export_nir(
+        run_dir: Path, output: Path | None, approximate: bool, force: bool, overrides: tuple[str, ...]
+    ) -> None:
         """Write the trained network of RUN_DIR as a NIR graph (Neuromorphic Intermediate Representation).
 
         \b
@@ -45,7 +48,9 @@ def add_commands(cli: click.Group) -> None:
             raise SnnframeError("export-nir needs the nir package: pip install 'nir>=1.0.7'") from None
         from snnframe_nir.export import export_run
 
-        path, exported = export_run(run_dir, output, approximate=approximate, overrides=list(overrides), plugins=None)
+        path, exported = export_run(
+            run_dir, output, approximate=approximate, overrides=list(overrides), plugins=None, overwrite=force
+        )
         for warning in exported.warnings:
             click.echo(f"snnframe: warning: {warning}", err=True)
         click.echo(f"wrote {path} (NIR, dt = 1e-4 s):")

@@ -730,10 +730,20 @@ def export_run(
     approximate: bool = False,
     overrides: Sequence[str] = (),
     plugins: Any = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Exported]:
-    """Load the run with ``snnframe.load_run``, convert its model and write ``output`` (``RUN_DIR/model.nir``)."""
+    """Load the run with ``snnframe.load_run``, convert its model and write ``output`` (``RUN_DIR/model.nir``).
+
+    An existing file is replaced only with ``overwrite`` (a ``UsageError`` names it otherwise, before
+    anything is loaded).
+    """
     import snnframe
+    from snnframe.errors import UsageError
     from snnframe.plugins import load_plugins
+
+    target = Path(output) if output is not None else Path(run_dir) / DEFAULT_FILE
+    if target.exists() and not overwrite:
+        raise UsageError(f"{target} exists; pass --force to replace it, or -o another file")
 
     if plugins is None:
         plugins = load_plugins()
@@ -763,5 +773,4 @@ def export_run(
         metadata=meta,
         name=str(run_dir),
     )
-    path = Path(output) if output is not None else Path(run_dir) / DEFAULT_FILE
-    return exported.write(path), exported
+    return exported.write(target), exported

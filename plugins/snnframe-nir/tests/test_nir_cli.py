@@ -20,6 +20,7 @@ def export(plugins, *args):
 
 
 def test_export_nir_writes_run_dir_model_nir(plugins, csnn_run, tmp_path):
+    (csnn_run / "model.nir").unlink(missing_ok=True)  # the run is shared by the session's tests
     result = export(plugins, csnn_run)
     assert result.exit_code == 0, result.output
     path = csnn_run / "model.nir"
@@ -29,6 +30,15 @@ def test_export_nir_writes_run_dir_model_nir(plugins, csnn_run, tmp_path):
     other = tmp_path / "elsewhere.nir"
     result = export(plugins, csnn_run, "-o", other)
     assert result.exit_code == 0 and other.is_file()
+    before = other.read_bytes()
+    other.write_bytes(b"the user's own file")
+    refused = export(plugins, csnn_run, "-o", other)
+    assert refused.exit_code == 2
+    assert refused.output == f"snnframe: error: {other} exists; pass --force to replace it, or -o another file\n"
+    assert other.read_bytes() == b"the user's own file"
+    forced = export(plugins, csnn_run, "-o", other, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert other.read_bytes() == before  # the same graph again, bit for bit
 
 
 def test_the_quickstart_as_shipped_is_refused_in_one_error(plugins, quickstart_run):

@@ -183,7 +183,7 @@ def test_the_worked_example_of_docs_nir_md_runs(csnn_run, plugins, capsys):
 
     from nir_helpers import REPO
 
-    export_run(csnn_run, plugins=plugins)  # RUN_DIR/model.nir, as snnframe export-nir RUN_DIR
+    export_run(csnn_run, plugins=plugins, overwrite=True)  # RUN_DIR/model.nir, as snnframe export-nir RUN_DIR
 
     text = (REPO / "docs" / "nir.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "import_from_nir" in b)
