@@ -13,6 +13,7 @@ subprocesses (median of ``--memory-runs``).
 
     python benchmarks/bench_step.py            # full: static, events T=100 and T=300
     python benchmarks/bench_step.py --quick    # fewer steps, T=300 only for memory
+    python benchmarks/bench_step.py --batch 32,128 --workloads events300   # each workload at B=32 and B=128
     python benchmarks/bench_step.py --device cuda --precision bf16
     python benchmarks/bench_step.py --sides snnframe,layers --no-memory   # layers vs csnn
 """
@@ -169,9 +170,11 @@ def snnframe_side(model, x, y, precision, name="snnframe"):
 # ---- workload ------------------------------------------------------------------------------
 
 
-def make_batch(workload, device, seed=0):
-    """``x [T, B, ...]`` (static: an expanded view, as the ``static`` encoder returns) and labels."""
-    kind, batch, steps, shape = WORKLOADS[workload]
+def make_batch(workload, device, seed=0, batch=None):
+    """``x [T, B, ...]`` (static: an expanded view, as the ``static`` encoder returns) and labels;
+    ``batch`` replaces the workload's batch size."""
+    kind, default_batch, steps, shape = WORKLOADS[workload]
+    batch = batch or default_batch
     g = torch.Generator().manual_seed(seed)
     if kind == "static":
         # MNIST-like: ~20 % of pixels lit, intensities in [0.5, 1]
@@ -184,11 +187,11 @@ def make_batch(workload, device, seed=0):
     return x, y
 
 
-def build(workload, device, which, precision="fp32", compile_model=False):
+def build(workload, device, which, precision="fp32", compile_model=False, batch=None):
     kind, _, _, shape = WORKLOADS[workload]
     torch.manual_seed(0)
     seed_net = seed_model(shape).to(device)
-    x, y = make_batch(workload, device)
+    x, y = make_batch(workload, device, batch=batch)
     if which == "snnTorch":
         return seed_side(seed_net, x, y, kind == "static")
     net = snnframe_model(shape, *SIDES[which]).to(device)
@@ -253,10 +256,10 @@ def pin_malloc():
         pass
 
 
-def memory_child(workload, which, device, precision):
+def memory_child(workload, which, device, precision, batch=None):
     if device.type == "cpu":
         pin_malloc()
-    side = build(workload, device, which, precision)
+    side = build(workload, device, which, precision, batch=batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -273,7 +276,7 @@ def memory_child(workload, which, device, precision):
     print(json.dumps({"peak_bytes": peak}))
 
 
-def peak_memory(workload, which, device, precision):
+def peak_memory(workload, which, device, precision, batch=None):
     cmd = [
         sys.executable,
         __file__,
@@ -285,7 +288,7 @@ def peak_memory(workload, which, device, precision):
         str(device),
         "--precision",
         precision,
-    ]
+    ] + (["--batch", str(batch)] if batch else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
 
@@ -300,14 +303,15 @@ def sgemm_rate(device, n=4096, repeats=5):
     return 2 * n**3 / best
 
 
-def step_flops(workload, hoisted):
+def step_flops(workload, hoisted, batch=None):
     """Multiply-add FLOPs (x2) of the convolutions and the linear layer: forward + backward.
 
     Backward costs 2x forward (input and weight gradients), except for the first layer, which
     needs no input gradient. With ``hoisted`` (snnframe on static input) the first conv runs on
     ``B`` samples instead of ``T * B``.
     """
-    kind, batch, steps, (c, h, w) = WORKLOADS[workload]
+    kind, default_batch, steps, (c, h, w) = WORKLOADS[workload]
+    batch = batch or default_batch
     n = steps * batch
     h1, w1 = h - 4, w - 4
     conv1 = 2 * c * 25 * 12 * h1 * w1
@@ -352,8 +356,17 @@ def main(argv=None):
         help="which implementations to run (ratios are against the first; 'layers' is snnframe's csnn "
         "built by the layers architecture from the seed's spec)",
     )
+    p.add_argument(
+        "--batch",
+        default=None,
+        help="comma-separated batch sizes, each workload run at each (default: the workload's own, "
+        "static 128, events 32), e.g. 32,128",
+    )
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    batches = [int(b) for b in args.batch.split(",")] if args.batch else [None]
+    if any(b is not None and b < 1 for b in batches):
+        p.error("--batch sizes must be positive")
 
     device = torch.device(
         "cuda"
@@ -362,7 +375,7 @@ def main(argv=None):
     )
     workloads = args.workloads.split(",")
     if args.memory_child:
-        return memory_child(workloads[0], args.memory_child, device, args.precision)
+        return memory_child(workloads[0], args.memory_child, device, args.precision, batches[0])
     warmup, repeats = (1, 3) if args.quick else (args.warmup, args.repeats)
     kept = False
     if device.type == "cpu":
@@ -385,10 +398,11 @@ def main(argv=None):
     print(f"measured SGEMM rate (4096^3, fp32): {rate / 1e9:.0f} GFLOP/s\n")
 
     rows = []
-    for workload in workloads:
-        kind, batch, steps, shape = WORKLOADS[workload]
+    for workload, size in [(w, b) for w in workloads for b in batches]:
+        kind, default_batch, steps, shape = WORKLOADS[workload]
+        batch = size or default_batch
         names = args.sides.split(",")
-        sides = [build(workload, device, name, args.precision, args.compile) for name in names]
+        sides = [build(workload, device, name, args.precision, args.compile, batch) for name in names]
         quick_skip = args.quick and workload == "events300"
         train = None if quick_skip else compare(sides, "step", warmup, repeats, device)
         evals = None if (args.no_eval or quick_skip) else compare(sides, "evaluate", warmup, repeats, device)
@@ -398,7 +412,7 @@ def main(argv=None):
             runs = {name: [] for name in names}
             for _ in range(1 if args.quick else args.memory_runs):
                 for which in runs:
-                    runs[which].append(peak_memory(workload, which, device, args.precision))
+                    runs[which].append(peak_memory(workload, which, device, args.precision, size))
             mem = runs
         rows.append((workload, batch, steps, train, evals, mem))
         print_row(workload, batch, steps, train, evals, mem, rate)
@@ -417,7 +431,8 @@ def print_row(workload, batch, steps, train, evals, mem, rate):
             ratio = "" if name == names[0] else f"   speed-up {base / t:.2f}x"
             print(f"  train step  {name:12} {fmt_spread(train[name])} = {batch / t:.0f} samples/s{ratio}")
         if "snnTorch" in train:
-            floor_seed, floor_own = step_flops(workload, False) / rate, step_flops(workload, True) / rate
+            floor_seed = step_flops(workload, False, batch) / rate
+            floor_own = step_flops(workload, True, batch) / rate
             print(
                 f"  dense-FLOP floor (conv+linear FLOPs / SGEMM rate): snnTorch's step {floor_seed * 1e3:.0f} ms,"
                 f" snnframe's step {floor_own * 1e3:.0f} ms"

@@ -182,6 +182,24 @@ def test_freed_host_memory_is_kept_unless_disabled(monkeypatch):
     assert host_memory.keep_freed_memory() is sys.platform.startswith("linux")
 
 
+def test_kept_freed_memory_is_released_on_request_unless_disabled(monkeypatch):
+    import sys
+
+    from snnframe.engine import host_memory
+
+    monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.setattr(host_memory, "_libc", None)
+    assert host_memory.release_freed_memory() is False  # nothing kept, nothing to release
+    monkeypatch.delenv("SNNFRAME_KEEP_FREED_MEMORY", raising=False)
+    monkeypatch.delenv("SNNFRAME_RELEASE_BEFORE_WORKERS", raising=False)
+    if not host_memory.keep_freed_memory():
+        assert not sys.platform.startswith("linux")
+        return
+    assert host_memory.release_freed_memory() is True
+    monkeypatch.setenv("SNNFRAME_RELEASE_BEFORE_WORKERS", "0")
+    assert host_memory.release_freed_memory() is False
+
+
 def test_a_training_forward_leaves_the_allocator_alone(monkeypatch):
     from snnframe.engine import host_memory
 

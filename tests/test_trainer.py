@@ -499,3 +499,13 @@ def test_cpu_fit_keeps_freed_host_memory_unless_disabled(tmp_path, monkeypatch):
     trainer(epochs=1).fit(make_experiment(tmp_path / "on"))
     assert len(calls) == 2 and host_memory._applied is calls[1]  # once per run, before training
     assert calls[1] is sys.platform.startswith("linux")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_kept_memory_is_released_before_loader_workers_fork(tmp_path, monkeypatch, workers):
+    from snnframe.engine import host_memory
+
+    calls = []
+    monkeypatch.setattr(host_memory, "release_freed_memory", lambda: calls.append(1) or True)
+    trainer(epochs=2).fit(make_experiment(tmp_path / "run", num_workers=workers))
+    assert len(calls) == (4 if workers else 0)  # before each epoch's training and test loaders

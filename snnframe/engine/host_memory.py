@@ -10,6 +10,14 @@ does on GPUs. The process keeps its peak footprint instead of shrinking between 
 A process-wide setting, so the caller that owns the process applies it: the ``bptt`` trainer
 when a run starts on a CPU device (and the step benchmark); models never do. Set
 ``SNNFRAME_KEEP_FREED_MEMORY=0`` to leave the allocator alone.
+
+The kept heap has one cost: DataLoader workers are forked, and a forked worker shares the
+parent's pages copy-on-write; every page of the kept heap that training writes again while a
+worker lives is copied (a page fault and 4 KiB each) and the worker keeps the old one. On the
+``csnn_spike`` recipe (batch 128, T~300, two workers, ~10 GB kept) that added several GB and
+slowed every epoch after the first. :func:`release_freed_memory` hands the kept free heap back
+(``malloc_trim(0)``) and the trainer calls it before each loader with workers starts; the
+first steps after it fault their temporaries in again once.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _applied = False
+_libc = None
 
 
 def keep_freed_memory() -> bool:
@@ -38,4 +47,22 @@ def keep_freed_memory() -> bool:
         return False
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1 and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
     _applied = ok
+    if ok:
+        global _libc
+        _libc = libc
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Return the kept free heap to the OS (after :func:`keep_freed_memory`); whether it ran.
+
+    Called before DataLoader workers are forked, so that they do not share (and training does
+    not copy) a heap of freed blocks. ``SNNFRAME_RELEASE_BEFORE_WORKERS=0`` turns it off.
+    """
+    if not _applied or _libc is None or os.environ.get("SNNFRAME_RELEASE_BEFORE_WORKERS", "1") == "0":
+        return False
+    try:
+        _libc.malloc_trim(0)
+    except AttributeError:  # a libc without malloc_trim
+        return False
+    return True

@@ -208,6 +208,8 @@ class Session:
             skip, seconds = partial["batch"], partial["train_seconds"]
             if self.dist.rank < len(partial["totals"]):
                 totals = partial["totals"][self.dist.rank].to(self.device)
+        if self.train_loader.num_workers > 0:  # workers fork: not from a heap of kept freed blocks
+            host_memory.release_freed_memory()
         began = time.perf_counter()
         batches = len(self.train_loader)
         show = self.is_main and (sys.stderr.isatty() if t.progress is None else t.progress)
@@ -339,6 +341,8 @@ class Session:
         net.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         firing = FiringRecorder(self.model)
+        if self.test_loader.num_workers > 0:
+            host_memory.release_freed_memory()
         with torch.no_grad(), firing:
             for batch in self.test_loader:
                 inputs, targets = split_batch(batch, self.device, non_blocking=True)
