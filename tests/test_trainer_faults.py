@@ -98,8 +98,12 @@ def test_a_second_sigterm_after_resuming_mid_epoch_still_reproduces_the_run(tmp_
 
 def test_sigint_keeps_its_behaviour_the_epoch_checkpoint_is_the_restart(tmp_path, whole):
     run_dir = tmp_path / "run"
+    models, before = [], signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        trainer().fit(make_experiment(run_dir, model=lambda: SignallingSNN(9, signum=signal.SIGINT)))
+        trainer().fit(
+            make_experiment(run_dir, model=lambda: models.append(SignallingSNN(9, signal.SIGINT)) or models[0])
+        )
+    assert models[0].sigint_handler is before  # the trainer leaves Ctrl-C to whoever handled it before
     state = last_state(run_dir)
     assert (state["epoch"], state["format"], "batch" in state) == (1, 3, False)
     resumed = trainer().fit(make_experiment(run_dir, resume=True))
