@@ -86,8 +86,6 @@ class Alpha(SpikingNeuron):
         alpha, beta = check_unit_interval("alpha", alpha), check_unit_interval("beta", beta)
         if not alpha > beta:
             raise ValueError(f"alpha must be greater than beta, got alpha {alpha} and beta {beta}")
-        if beta == 1:  # (excluded by alpha > beta <= 1 already; kept for snnTorch's message)
-            raise ValueError("beta must be below 1")
         scalar(self, "alpha", alpha, learn_alpha)
         scalar(self, "beta", beta, learn_beta)
         scalar(self, "threshold", check_positive("threshold", threshold), learn_threshold)
