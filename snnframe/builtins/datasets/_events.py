@@ -211,6 +211,22 @@ def default_cache_dir(root: Path, name: str, cache: bool, cache_dir: str | None)
     return Path(cache_dir).expanduser() if cache_dir else Path(root) / "cache" / name
 
 
+def dataset_splits(
+    dataset: Any, sources: Sequence[Source], transform: Callable | None, key: dict[str, Any], title: str
+):
+    """:func:`event_splits` for an event data set with ``root``, ``info``, ``augment``, ``cache`` and ``cache_dir``
+    (the built-ins); its cache folder is named after ``key["dataset"]``."""
+    return event_splits(
+        sources,
+        transform,
+        sensor_size=dataset.info.shape,
+        cache_dir=default_cache_dir(dataset.root, key["dataset"], dataset.cache, dataset.cache_dir),
+        key=key,
+        augment=dataset.augment,
+        title=title,
+    )
+
+
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     """``<cache_dir>/<split>-<hash of key>`` (``key`` includes :data:`CACHE_FORMAT`)."""
     text = json.dumps(key, sort_keys=True, default=str)

@@ -119,7 +119,7 @@ class DVSGesture:
         self.require_archives = require_archives
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import Source, default_cache_dir, event_splits
+        from snnframe.builtins.datasets._events import Source, dataset_splits
 
         files = [GestureFiles(self._split(split), self.downsample) for split in FOLDERS]
         key = {
@@ -128,16 +128,7 @@ class DVSGesture:
             "downsample": self.downsample,
             "files": [len(f) for f in files],
         }
-        cache_dir = default_cache_dir(self.root, "dvs_gesture", self.cache, self.cache_dir)
-        return event_splits(
-            [Source(f, f.paths) for f in files],
-            transform,
-            sensor_size=self.info.shape,
-            cache_dir=cache_dir,
-            key=key,
-            augment=self.augment,
-            title="DVS Gesture",
-        )
+        return dataset_splits(self, [Source(f, f.paths) for f in files], transform, key, "DVS Gesture")
 
     def _split(self, split: str):
         import tonic

@@ -119,7 +119,7 @@ class NDigits:
         self.cache, self.cache_dir = cache, cache_dir
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import Source, default_cache_dir, event_splits
+        from snnframe.builtins.datasets._events import Source, dataset_splits
         from snnframe.builtins.datasets.saccades import Camera
 
         camera = Camera()
@@ -131,13 +131,4 @@ class NDigits:
             for idx in split_indices(store["labels"])
         ]
         key = {"dataset": "ndigits", "recordings": name, "first_saccade_only": self.first_saccade_only}
-        cache_dir = default_cache_dir(self.root, "ndigits", self.cache, self.cache_dir)
-        return event_splits(
-            sources,
-            transform,
-            sensor_size=self.info.shape,
-            cache_dir=cache_dir,
-            key=key,
-            augment=self.augment,
-            title="ndigits",
-        )
+        return dataset_splits(self, sources, transform, key, "ndigits")

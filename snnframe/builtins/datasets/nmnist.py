@@ -97,7 +97,7 @@ class NMNIST:
         self.require_archives = require_archives
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import Source, default_cache_dir, event_splits
+        from snnframe.builtins.datasets._events import Source, dataset_splits
 
         train, test = (self._split(split) for split in ("train", "test"))
         key = {
@@ -107,16 +107,7 @@ class NMNIST:
             "files": [len(train), len(test)],
         }
         sources = [Source(data, data.data) for data in (train, test)]
-        cache_dir = default_cache_dir(self.root, "nmnist", self.cache, self.cache_dir)
-        return event_splits(
-            sources,
-            transform,
-            sensor_size=self.info.shape,
-            cache_dir=cache_dir,
-            key=key,
-            augment=self.augment,
-            title="N-MNIST",
-        )
+        return dataset_splits(self, sources, transform, key, "N-MNIST")
 
     def _split(self, split: str):
         import tonic

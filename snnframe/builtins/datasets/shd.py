@@ -130,21 +130,12 @@ class SHD:
         self.require_archives = require_archives
 
     def splits(self, transform):
-        from snnframe.builtins.datasets._events import Source, default_cache_dir, event_splits
+        from snnframe.builtins.datasets._events import Source, dataset_splits
 
         paths = {split: self._ensure(split) for split in FILES}
         sources = [Source(HDF5Recordings(paths[split]), str(paths[split])) for split in FILES]
         key = {"dataset": "shd", "files": {split: _identity(path) for split, path in paths.items()}}
-        cache_dir = default_cache_dir(self.root, "shd", self.cache, self.cache_dir)
-        return event_splits(
-            sources,
-            transform,
-            sensor_size=self.info.shape,
-            cache_dir=cache_dir,
-            key=key,
-            augment=self.augment,
-            title="SHD",
-        )
+        return dataset_splits(self, sources, transform, key, "SHD")
 
     def _ensure(self, split: str) -> Path:
         """The split's ``.h5`` file, downloaded by tonic when missing and allowed."""
