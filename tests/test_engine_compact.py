@@ -142,7 +142,58 @@ def test_event_driven_conv_pool_is_used_only_where_it_applies():
     sparse = (torch.rand(8, 2, 17, 17) < 0.02).float()
     assert sparse_conv.applicable(conv, pool, sparse) == 2
     assert sparse_conv.applicable(conv, pool, torch.rand(8, 2, 17, 17)) is None  # dense input
-    assert sparse_conv.applicable(conv, pool, sparse.requires_grad_()) is None  # needs an input gradient
+    assert sparse_conv.applicable(conv, pool, sparse.requires_grad_()) is None  # needs an input gradient, not spikes
+    assert sparse_conv.applicable(conv, pool, sparse, binary=True) == 2  # a hidden layer's spikes
     assert sparse_conv.applicable(nn.Conv2d(2, 6, 5, padding=2), pool, sparse.detach()) is None
     conv.register_forward_hook(lambda *a: None)
     assert sparse_conv.applicable(conv, pool, sparse.detach()) is None  # hooks must see the layer run
+
+
+@pytest.mark.parametrize("size, k, p", [(12, 5, 2), (15, 5, 2), (11, 3, 3)])
+def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p):
+    from snnframe.engine import sparse_conv
+
+    torch.manual_seed(0)
+    conv, pool = nn.Conv2d(12, 16, k), nn.MaxPool2d(p)
+    spikes = (torch.rand(30, 12, size, size, generator=torch.Generator().manual_seed(2)) < 0.04).float()
+    x = spikes.contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert sparse_conv.applicable(conv, pool, x, binary=True) == p
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = sparse_conv.conv_pool(conv, p, x, binary=True)
+    assert any(t.dtype == torch.uint8 and t.shape == x.shape for t in saved)  # the spikes, 4x smaller
+    assert not any(t.dtype == torch.float32 and t.shape == x.shape for t in saved)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    (out * grad).sum().backward()
+    got = [x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()]
+    x.grad = None
+    conv.zero_grad()
+    ref = pool(conv(x))
+    (ref * grad).sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for g, r in zip(got, [x.grad, conv.weight.grad, conv.bias.grad]):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_hidden_layers_take_the_event_driven_path_per_batch_by_spike_density(monkeypatch):
+    from snnframe.engine import sparse_conv
+
+    torch.manual_seed(0)
+    net = csnn(input_shape=(1, 28, 28), num_classes=10, neuron=lambda: Leaky(beta=0.5, surrogate=FastSigmoid()))
+    calls = []
+    original = sparse_conv.conv_pool
+    monkeypatch.setattr(
+        sparse_conv, "conv_pool", lambda conv, p, x, binary=False: calls.append(binary) or original(conv, p, x, binary)
+    )
+    image = torch.rand(4, 1, 28, 28).unsqueeze(0).expand(6, -1, -1, -1, -1)
+    firing = {}
+    net[2].register_forward_hook(lambda m, i, o: firing.update(rate=float(o.detach().mean())))
+    for bias, hidden in [(-0.3, True), (5.0, False)]:  # conv1 -> few spikes / every neuron fires
+        calls.clear()
+        with torch.no_grad():
+            net[0].bias.fill_(bias)
+        out = net(image)
+        F.cross_entropy(out.sum(0), torch.arange(4)).backward()
+        assert (0 < firing["rate"] < sparse_conv.MAX_HIDDEN_DENSITY) is hidden
+        assert calls == ([True] if hidden else [])  # conv2 + pool2 on conv1's spikes
+        assert net[0].weight.grad is not None and torch.isfinite(net[0].weight.grad).all()

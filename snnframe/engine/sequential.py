@@ -112,7 +112,7 @@ class SpikingSequential(nn.Sequential):
         chunk = self.fold_chunk
         if chunk is None:
             chunk = DEFAULT_CPU_FOLD_CHUNK if x.device.type == "cpu" else 0
-        first = sparse_conv.applicable(layers[0], layers[1], flat) if self.compact_saves and len(layers) > 1 else None
+        first = sparse_conv.applicable(layers[0], layers[1], flat, binary) if self.compact_saves and len(layers) > 1 else None
         if chunk <= 0 or flat.shape[0] <= chunk or not has_intermediate(layers if first is None else layers[2:]):
             out = run_layers(layers, flat, binary, self.compact_saves, first)
         else:
@@ -153,9 +153,9 @@ def run_layers(
         if i == 0 and first_pool != _UNDECIDED:
             pool = first_pool
         elif save_compact and i + 1 < len(layers):
-            pool = sparse_conv.applicable(layer, layers[i + 1], x)
-        if pool is not None:  # sparse input (event frames): event-driven conv fused with the max-pool
-            x, i, binary = sparse_conv.conv_pool(layer, pool, x), i + 2, False
+            pool = sparse_conv.applicable(layer, layers[i + 1], x, binary)
+        if pool is not None:  # sparse input (event frames, hidden spikes): event-driven conv fused with the max-pool
+            x, i, binary = sparse_conv.conv_pool(layer, pool, x, binary), i + 2, False
             continue
         if save_compact:
             x = compact.apply(layer, x, binary)

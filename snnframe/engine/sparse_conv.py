@@ -1,14 +1,23 @@
-"""Event-driven convolution + max-pooling for sparse input (event frames, ~1-2 % active).
+"""Event-driven convolution + max-pooling for sparse input: event frames and hidden spikes.
 
 For ``Conv2d`` (stride 1, no padding/dilation/groups) followed by ``MaxPool2d`` with
-``kernel_size == stride``, applied to data that does not need a gradient (the network input)
-and is mostly zeros, one numba kernel adds each non-zero input's weight patch into a
-per-sample buffer and max-pools it: the full-resolution convolution output never reaches
-memory. The weight gradient visits only the non-zero inputs and, of each pooling window, the
-position that won: with 2 % active pixels this is ~50x fewer multiply-adds than the dense
-convolution's backward.
+``kernel_size == stride``, applied to input that is mostly zeros, one numba kernel adds each
+non-zero input's weight patch into a per-sample buffer and max-pools it: the full-resolution
+convolution output never reaches memory. The weight gradient visits only the non-zero inputs
+and, of each pooling window, the position that won: with 2 % active pixels this is ~50x fewer
+multiply-adds than the dense convolution's backward.
 
-Results equal ``max_pool2d(conv2d(x))`` up to float rounding (another summation order).
+Two kinds of input qualify, decided per batch from its measured density:
+
+* input that needs no gradient (the network's input, e.g. event frames), up to
+  :data:`MAX_DENSITY`;
+* a hidden layer's input that is a neuron's binary spikes (``binary=True``), up to
+  :data:`MAX_HIDDEN_DENSITY`. Its input gradient stays dense: the pooled gradient is scattered
+  back to the winning positions and passed through oneDNN's transposed convolution. The spikes
+  are saved as ``uint8``.
+
+Results equal ``max_pool2d(conv2d(x))`` and its gradients up to float rounding (another
+summation order).
 """
 
 from __future__ import annotations
@@ -17,19 +26,24 @@ import torch
 from torch import nn
 
 from snnframe.engine import compact, kernels
+from snnframe.engine.kernels import maxpool
 
-MAX_DENSITY = 0.05  # above this the dense (oneDNN) convolution is faster
+MAX_DENSITY = 0.05  # network input: above this the dense (oneDNN) convolution is faster
+MAX_HIDDEN_DENSITY = 0.12  # hidden binary spikes (input gradient stays dense); measured crossover ~0.15-0.18
 
 
 def _numba():
     return kernels.load("conv_pool_numba")
 
 
-def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> int | None:
-    """The pool size ``p`` if the fused sparse kernel can replace ``pool(conv(x))``, else ``None``."""
+def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor, binary: bool = False) -> int | None:
+    """The pool size ``p`` if the fused sparse kernel can replace ``pool(conv(x))``, else ``None``.
+
+    ``binary``: ``x`` holds a neuron's 0/1 spikes; only then may ``x`` need a gradient.
+    """
     if type(conv) is not nn.Conv2d or type(pool) is not nn.MaxPool2d or x.dim() != 4:
         return None
-    if not kernels.numba_enabled() or x.device.type != "cpu" or x.requires_grad:
+    if not kernels.numba_enabled() or x.device.type != "cpu" or (x.requires_grad and not binary):
         return None
     if x.dtype not in (torch.float32, torch.float64) or conv.weight.dtype != x.dtype:
         return None
@@ -46,16 +60,20 @@ def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> int | None:
         or (x.shape[-2] - conv.kernel_size[0] + 1) // p < 1
     ):
         return None
-    if _numba() is None or torch.count_nonzero(x) > MAX_DENSITY * x.numel():
+    limit = MAX_HIDDEN_DENSITY if x.requires_grad else MAX_DENSITY
+    if _numba() is None or torch.count_nonzero(x) > limit * x.numel():
         return None
     return p
 
 
 @torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
-def conv_pool(conv: nn.Conv2d, p: int, x: torch.Tensor) -> torch.Tensor:
-    """``max_pool2d(conv(x), p)`` by the event-driven kernel (channels-last output)."""
+def conv_pool(conv: nn.Conv2d, p: int, x: torch.Tensor, binary: bool = False) -> torch.Tensor:
+    """``max_pool2d(conv(x), p)`` by the event-driven kernel (channels-last output).
+
+    ``binary``: ``x`` holds 0/1 spikes, saved for backward as ``uint8``.
+    """
     bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, dtype=x.dtype)
-    return _SparseConvPool.apply(x, conv.weight, bias, p)
+    return _SparseConvPool.apply(x, conv.weight, bias, p, binary)
 
 
 def _nhwc(t: torch.Tensor):
@@ -65,7 +83,7 @@ def _nhwc(t: torch.Tensor):
 
 class _SparseConvPool(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, p):
+    def forward(ctx, x, weight, bias, p, binary):
         n, _, h, w = x.shape
         k = weight.shape[-1]
         out_shape = (n, weight.shape[0], (h - k + 1) // p, (w - k + 1) // p)
@@ -83,16 +101,18 @@ class _SparseConvPool(torch.autograd.Function):
             _nhwc(offsets),
             chunks,
         )
-        ctx.save_for_backward(x, offsets)
-        ctx.p, ctx.k = p, k
+        ctx.save_for_backward(x.detach().to(torch.uint8) if binary else x, offsets, weight)
+        ctx.p, ctx.k, ctx.x_shape, ctx.x_dtype = p, k, x.shape, x.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, offsets = ctx.saved_tensors
-        grad_weight = grad_bias = None
+        x, offsets, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        if ctx.needs_input_grad[0]:
+            grad_x = _input_grad(grad, offsets, weight, ctx.p, ctx.x_shape, ctx.x_dtype)
         if ctx.needs_input_grad[1]:
-            grad = grad.contiguous(memory_format=torch.channels_last)
             n, o, oh, ow = grad.shape
             chunks = max(1, min(n, 4 * torch.get_num_threads()))
             partial = torch.empty((chunks, x.shape[1], ctx.k, ctx.k, o), dtype=grad.dtype)
@@ -106,4 +126,16 @@ class _SparseConvPool(torch.autograd.Function):
                 grad_bias = partial_bias.sum((0, 1))
         elif ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3))
-        return None, grad_weight, grad_bias, None
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def _input_grad(grad, offsets, weight, p, x_shape, dtype):
+    """Dense: the pooled gradient back at each window's winner, then the transposed convolution."""
+    n, _, h, w = x_shape
+    k = weight.shape[-1]
+    conv_shape = (n, weight.shape[0], h - k + 1, w - k + 1)
+    full = maxpool.max_pool_backward(grad, offsets, p, conv_shape, None)
+    like = torch.empty(x_shape, dtype=dtype, memory_format=torch.channels_last)  # shape and layout only
+    return torch.ops.aten.convolution_backward(
+        full, like, weight.detach(), None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1, (True, False, False)
+    )[0]
