@@ -112,7 +112,9 @@ class SpikingSequential(nn.Sequential):
         chunk = self.fold_chunk
         if chunk is None:
             chunk = DEFAULT_CPU_FOLD_CHUNK if x.device.type == "cpu" else 0
-        first = sparse_conv.applicable(layers[0], layers[1], flat, binary) if self.compact_saves and len(layers) > 1 else None
+        first = None
+        if self.compact_saves and len(layers) > 1:
+            first = sparse_conv.applicable(layers[0], layers[1], flat, binary)
         if chunk <= 0 or flat.shape[0] <= chunk or not has_intermediate(layers if first is None else layers[2:]):
             out = run_layers(layers, flat, binary, self.compact_saves, first)
         else:
