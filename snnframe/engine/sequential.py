@@ -30,7 +30,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from snnframe.engine import compact, sparse_conv
+from snnframe.engine import compact, sparse_conv, sparse_linear
 from snnframe.engine.neuron import SpikingNeuron
 
 DEFAULT_CPU_FOLD_CHUNK = 256
@@ -53,7 +53,8 @@ class SpikingSequential(nn.Sequential):
         fold_chunk: samples per chunk when running folded segments; ``None`` means the
             default (256 on CPU, unchunked on other devices), 0 means never chunk.
         compact_saves: let stateless layers save compact tensors for backward (:mod:`compact`)
-            and run event-driven convolutions on sparse input (:mod:`sparse_conv`).
+            and run event-driven convolutions and linear layers on sparse input or spikes
+            (:mod:`sparse_conv`, :mod:`sparse_linear`).
     """
 
     def __init__(
@@ -146,7 +147,8 @@ def run_layers(
     Convolutions compute on channels-last activations; with ``save_compact``, layers save
     compact tensors for their backward pass while training (see :mod:`compact`), and a
     convolution + max-pool on sparse input runs as one event-driven kernel (:mod:`sparse_conv`;
-    ``first_pool``: :func:`sparse_conv.applicable` for the first two layers, if already known).
+    ``first_pool``: :func:`sparse_conv.applicable` for the first two layers, if already known),
+    and so does a linear layer on sparse rows (:mod:`sparse_linear`).
     """
     i = 0
     while i < len(layers):
@@ -159,7 +161,9 @@ def run_layers(
         if pool is not None:  # sparse input (event frames, hidden spikes): event-driven conv fused with the max-pool
             x, i, binary = sparse_conv.conv_pool(layer, pool, x, binary), i + 2, False
             continue
-        if save_compact:
+        if save_compact and sparse_linear.applicable(layer, x, binary):  # sparse rows: event-driven linear
+            x = sparse_linear.linear(layer, x, binary)
+        elif save_compact:
             x = compact.apply(layer, x, binary)
         else:
             x = layer(x.contiguous(memory_format=torch.channels_last) if compact.is_conv2d(layer, x) else x)
