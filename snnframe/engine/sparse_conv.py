@@ -28,8 +28,11 @@ from torch import nn
 from snnframe.engine import compact, kernels
 from snnframe.engine.kernels import maxpool
 
-MAX_DENSITY = 0.05  # network input: above this the dense (oneDNN) convolution is faster
-MAX_HIDDEN_DENSITY = 0.12  # hidden binary spikes (input gradient stays dense); measured crossover ~0.15-0.18
+# Fractions of non-zero inputs up to which the event-driven kernels run. Measured crossovers
+# against oneDNN + max-pool, forward + backward (docs/benchmarks.md): network input ~0.2-0.3
+# (2 -> 12 and 2 -> 32 channels), hidden spikes ~0.15-0.18 (12 -> 64, 32 -> 64).
+MAX_DENSITY = 0.12  # input that needs no gradient
+MAX_HIDDEN_DENSITY = 0.12  # a neuron's binary spikes, whose input gradient stays dense
 
 
 def _numba():
@@ -61,9 +64,14 @@ def applicable(conv: nn.Module, pool: nn.Module, x: torch.Tensor, binary: bool =
     ):
         return None
     limit = MAX_HIDDEN_DENSITY if x.requires_grad else MAX_DENSITY
-    if _numba() is None or torch.count_nonzero(x) > limit * x.numel():
+    if _numba() is None or active(x, binary) > limit * x.numel():
         return None
     return p
+
+
+def active(x: torch.Tensor, binary: bool) -> float:
+    """The number of non-zero values of ``x`` (for 0/1 spikes their sum: ~10x faster to count)."""
+    return float(x.detach().sum()) if binary else float(torch.count_nonzero(x))
 
 
 @torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly

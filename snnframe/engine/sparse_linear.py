@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnframe.engine import compact, kernels
+from snnframe.engine import compact, kernels, sparse_conv
 
 # Measured crossovers against the dense products (forward + backward, 12,800 rows): ~0.2 for
 # 700->256 and 256->256, ~0.1 for 256->20 and 1024->10 (docs/benchmarks.md).
@@ -46,7 +46,7 @@ def applicable(layer: nn.Module, x: torch.Tensor, binary: bool = False) -> bool:
     if torch.is_autocast_enabled("cpu") or not compact.plain(layer) or _numba() is None:
         return False
     limit = MAX_HIDDEN_DENSITY if x.requires_grad else MAX_DENSITY
-    return bool(torch.count_nonzero(x) <= limit * x.numel())
+    return sparse_conv.active(x, binary) <= limit * x.numel()
 
 
 @torch.compiler.disable  # numba code is opaque to torch.compile: run it eagerly
