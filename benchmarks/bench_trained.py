@@ -14,7 +14,7 @@ run's trained weights:
 - **snnframe**: as shipped: hidden convolutions and linear layers fed by sparse spikes run
   event-driven, decided per batch from the measured density.
 
-Before each measured step the trained weights and optimizer state are restored (untimed), so
+Before each measured step the trained weights are restored and a fresh Adam is made (untimed), so
 every step sees the trained network's activations; sides alternate step by step. Printed: the
 fraction of non-zero inputs of each weighted layer (measured on the benchmark batches), the
 median step time (min-max) of each side and the ratios.
