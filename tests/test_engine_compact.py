@@ -149,10 +149,13 @@ def test_event_driven_conv_pool_is_used_only_where_it_applies():
     assert sparse_conv.applicable(conv, pool, sparse.detach()) is None  # hooks must see the layer run
 
 
-@pytest.mark.parametrize("size, k, p", [(12, 5, 2), (15, 5, 2), (11, 3, 3)])
-def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p):
+@pytest.mark.parametrize("chunk", [256, 7])  # the input gradient in one piece, and in pieces of 7 samples (last: 2)
+@pytest.mark.parametrize("size, k, p", [(12, 5, 2), (15, 5, 2), (11, 3, 3), (16, 3, 3)])
+def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p, chunk, monkeypatch):
     from snnframe.engine import sparse_conv
 
+    # 15 -> 11 -> pooled 5 and 16 -> 14 -> pooled 4: input rows/columns the pool never reaches
+    monkeypatch.setattr(sparse_conv, "INPUT_GRAD_CHUNK", chunk)
     torch.manual_seed(0)
     conv, pool = nn.Conv2d(12, 16, k), nn.MaxPool2d(p)
     spikes = (torch.rand(30, 12, size, size, generator=torch.Generator().manual_seed(2)) < 0.04).float()
