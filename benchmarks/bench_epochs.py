@@ -38,7 +38,8 @@ helps the seed's many large temporaries too. The fresh process's epoch time is p
 
 ``--variant`` adds a snnframe side built with more overrides (``;``-separated; ``threads=N`` runs
 that side's epochs with ``torch.set_num_threads(N)``, ``env.NAME=VALUE`` with that environment
-variable set), so that settings compare side by side.
+variable set, ``hidden=dense`` with the hidden layers' event-driven paths off), so that settings
+compare side by side.
 
 The timing part runs in one process per recipe, and the trainer's allocator setting
 (``keep_freed_memory``) is process-wide, so the seed side runs with it there too (its large
@@ -66,6 +67,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from snnframe.engine import sparse_conv, sparse_linear
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # helpers.data_files
@@ -101,6 +104,7 @@ class SnnframeSide:
         overrides: list[str],
         threads: int | None = None,
         env: dict[str, str] | None = None,
+        dense_hidden: bool = False,
     ):
         from snnframe.builtins.training.distributed import DistContext
         from snnframe.builtins.training.resume import start_random_streams
@@ -138,7 +142,7 @@ class SnnframeSide:
         self.session._wrap()
         self.model = parts.model
         self.batch_size, self.num_workers = r.data.batch_size, r.data.num_workers
-        self.threads, self.env = threads, env or {}
+        self.threads, self.env, self.dense_hidden = threads, env or {}, dense_hidden
         self.epochs = 0
 
     def epoch(self) -> float:
@@ -148,11 +152,15 @@ class SnnframeSide:
         if self.threads:
             torch.set_num_threads(self.threads)
         os.environ.update(self.env)
+        limits = sparse_conv.MAX_HIDDEN_DENSITY, sparse_linear.MAX_HIDDEN_DENSITY
+        if self.dense_hidden:  # hidden layers take the dense path (the first layer's event path stays)
+            sparse_conv.MAX_HIDDEN_DENSITY = sparse_linear.MAX_HIDDEN_DENSITY = -1.0
         try:
             began = time.perf_counter()
             self.session._train_epoch(self.epochs)
             return time.perf_counter() - began
         finally:
+            sparse_conv.MAX_HIDDEN_DENSITY, sparse_linear.MAX_HIDDEN_DENSITY = limits
             torch.set_num_threads(threads)
             for name, value in env.items():
                 if value is None:
@@ -273,13 +281,14 @@ def make_side(which: str, recipe: str, root: Path, work: Path, overrides: list[s
 
 
 def variant_side(variant: str, recipe: str, root: Path, work: Path, overrides: list[str]) -> SnnframeSide:
-    """A further snnframe side: ``variant`` is ``;``-separated overrides, ``threads=N`` and
-    ``env.NAME=VALUE`` among them."""
+    """A further snnframe side: ``variant`` is ``;``-separated overrides, ``threads=N``,
+    ``env.NAME=VALUE`` and ``hidden=dense`` (hidden layers without their event-driven paths) among them."""
     sets = [v.strip() for v in variant.split(";") if v.strip()]
     threads = [int(v.split("=", 1)[1]) for v in sets if v.startswith("threads=")]
     env = dict(v[len("env.") :].split("=", 1) for v in sets if v.startswith("env."))
-    recipe_sets = [v for v in sets if not v.startswith(("threads=", "env."))]
-    side = SnnframeSide(recipe, root, work, overrides + recipe_sets, threads[-1] if threads else None, env)
+    dense = "hidden=dense" in sets
+    recipe_sets = [v for v in sets if not v.startswith(("threads=", "env.", "hidden="))]
+    side = SnnframeSide(recipe, root, work, overrides + recipe_sets, threads[-1] if threads else None, env, dense)
     side.name = f"snnframe[{variant}]"
     return side
 
@@ -415,7 +424,8 @@ def main(argv=None) -> None:
         "--variant",
         action="append",
         default=[],
-        help="a further snnframe side: ';'-separated overrides, threads=N for its training threads",
+        help="a further snnframe side: ';'-separated overrides, threads=N for its training threads, "
+        "env.NAME=VALUE, hidden=dense (no event-driven hidden layers)",
     )
     parser.add_argument("--dir", default=None, help="working folder, kept (default: a temporary one, removed)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
