@@ -52,6 +52,7 @@ workers would share, and its training copy, the heap the other side left.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -68,11 +69,11 @@ from pathlib import Path
 
 import torch
 
-from snnframe.engine import sparse_conv, sparse_linear
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # helpers.data_files
 sys.path.insert(0, str(REPO / "benchmarks"))  # bench_step: the seed's network
+
+from bench_trained import dense_hidden  # noqa: E402  (hidden layers without their event-driven paths)
 
 RECIPES = {"csnn_static": "mnist", "csnn_spike": "nmnist"}
 LR = 1e-2
@@ -152,15 +153,12 @@ class SnnframeSide:
         if self.threads:
             torch.set_num_threads(self.threads)
         os.environ.update(self.env)
-        limits = sparse_conv.MAX_HIDDEN_DENSITY, sparse_linear.MAX_HIDDEN_DENSITY
-        if self.dense_hidden:  # hidden layers take the dense path (the first layer's event path stays)
-            sparse_conv.MAX_HIDDEN_DENSITY = sparse_linear.MAX_HIDDEN_DENSITY = -1.0
         try:
-            began = time.perf_counter()
-            self.session._train_epoch(self.epochs)
-            return time.perf_counter() - began
+            with dense_hidden() if self.dense_hidden else contextlib.nullcontext():
+                began = time.perf_counter()
+                self.session._train_epoch(self.epochs)
+                return time.perf_counter() - began
         finally:
-            sparse_conv.MAX_HIDDEN_DENSITY, sparse_linear.MAX_HIDDEN_DENSITY = limits
             torch.set_num_threads(threads)
             for name, value in env.items():
                 if value is None:

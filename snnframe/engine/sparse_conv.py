@@ -151,14 +151,13 @@ def _input_grad(grad, offsets, weight, p, x_shape, dtype):
     (e.g. the 15th of 15 when 11 outputs pool to 5) get zeros; it runs in pieces of
     :data:`INPUT_GRAD_CHUNK` samples written into the result.
     """
-    n, c, h, w = x_shape
+    n, c = x_shape[:2]
     k = weight.shape[-1]
     ph, pw = offsets.shape[-2] * p, offsets.shape[-1] * p  # the pooled part of the conv output
     uh, uw = ph + k - 1, pw + k - 1  # the input it reaches
     out = torch.empty(x_shape, dtype=dtype, memory_format=torch.channels_last)
-    if uh < h or uw < w:
-        out[:, :, uh:].zero_()
-        out[:, :, :uh, uw:].zero_()
+    out[:, :, uh:].zero_()  # (empty slices where the pool reaches every row / column)
+    out[:, :, :uh, uw:].zero_()
     weight = weight.detach()
     for start in range(0, n, INPUT_GRAD_CHUNK):
         stop = min(n, start + INPUT_GRAD_CHUNK)
