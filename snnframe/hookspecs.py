@@ -112,7 +112,11 @@ def register_trainers(register: Register) -> None:
 
 @hookspec
 def register_losses(register: Register) -> None:
-    """Register losses (recipe table ``[train.loss]``): ``loss(spikes [T, B, C], targets [B]) -> scalar``."""
+    """Register losses (recipe table ``[train.loss]``): ``loss(spikes [T, B, C], targets [B]) -> scalar``.
+
+    A loss that is the mean over the batch of a per-sample loss declares ``sample_mean = True``;
+    the ``bptt`` trainer may then train a batch in pieces (``train.micro_batch``).
+    """
 
 
 @hookspec

@@ -40,7 +40,7 @@ WORKER = textwrap.dedent(
         # check can keep it from writing there
         return out / name if rank == 0 else out / f"rank{rank}" / name
 
-    def fit(name, epochs, resume=False):
+    def fit(name, epochs, resume=False, **params):
         if dist_runs:
             # a process group cannot be re-created on torchrun's agent store: later fits in this
             # process (a CLI run has one) rendezvous on a port of their own
@@ -48,7 +48,7 @@ WORKER = textwrap.dedent(
             os.environ["MASTER_PORT"] = spare_ports[len(dist_runs) - 1]
         dist_runs.append(name)
         experiment = make_experiment(run_dir(name), batch_size=8, resume=resume, model=MaskRecordingSNN)
-        result = BPTTTrainer(epochs=epochs, lr=1e-2, device="cpu", loss=ce_rate()).fit(experiment)
+        result = BPTTTrainer(epochs=epochs, lr=1e-2, device="cpu", loss=ce_rate(), **params).fit(experiment)
         assert not dist.is_initialized(), "the trainer leaves no process group behind"
         return experiment, result
 
@@ -56,6 +56,7 @@ WORKER = textwrap.dedent(
     experiment, whole = fit("whole", 2)
     fit("split", 1)
     _, resumed = fit("split", 2, resume=True)
+    _, pieces = fit("pieces", 1, micro_batch=3)  # batches of 8 in pieces of 3, 3, 2
 
     report = {
         "world_size": int(os.environ["WORLD_SIZE"]),
@@ -65,6 +66,8 @@ WORKER = textwrap.dedent(
         "params": [p.detach().double().sum().item() for p in whole.model.parameters()],
         "dropped": whole.model.dropped,  # dropout masks of epochs 1 and 2, batch by batch
         "resumed_dropped": resumed.model.dropped,  # epoch 2's, after resuming
+        "pieces_params": [p.detach().double().sum().item() for p in pieces.model.parameters()],
+        "pieces_dropped": [len(d) for d in pieces.model.dropped],
     }
     if rank == 0:  # the whole test set through the final model in one process
         model = whole.model.eval()
@@ -113,7 +116,7 @@ def test_two_process_gloo_run_has_one_writer_and_reduced_metrics(tmp_path):
         "2",
         str(script),
         str(tmp_path),
-        *free_ports(2),
+        *free_ports(3),
     ]
     launcher = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
@@ -145,6 +148,11 @@ def test_two_process_gloo_run_has_one_writer_and_reduced_metrics(tmp_path):
     assert reports[0]["params"] == pytest.approx(reports[1]["params"], rel=1e-6)
     assert rows[-1]["test_loss"] == pytest.approx(reports[0]["test_loss"], rel=1e-6)
     assert rows[-1]["test_acc"] == pytest.approx(reports[0]["test_acc"])
+
+    # batches trained in pieces: the gradients are all-reduced once, after the last piece (no_sync
+    # before), and still reach every rank alike
+    assert len(reports[0]["pieces_dropped"]) == 18  # 6 batches of 8 a rank, 3 pieces each
+    assert reports[0]["pieces_params"] == pytest.approx(reports[1]["pieces_params"], rel=1e-6)
 
     # each process draws its own random numbers (here: dropout masks), and a resumed process
     # continues its own stream

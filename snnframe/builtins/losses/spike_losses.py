@@ -17,6 +17,8 @@ class CERate:
     every step and the others to stay silent.
     """
 
+    sample_mean = True  # the mean of per-sample losses: a batch may train in pieces
+
     def __call__(self, spikes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         steps = spikes.shape[0]
         log_p = F.log_softmax(spikes.float(), dim=-1)
@@ -26,6 +28,8 @@ class CERate:
 
 class CECount:
     """Cross-entropy of the spike counts summed over time (``ce_count_loss``)."""
+
+    sample_mean = True  # the mean of per-sample losses: a batch may train in pieces
 
     def __call__(self, spikes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(spikes.float().sum(0), targets)
@@ -37,6 +41,8 @@ class MSECount:
     The target count is ``int(T * correct_rate)`` for the correct class and
     ``int(T * incorrect_rate)`` for the others; the loss is divided by ``T``.
     """
+
+    sample_mean = True  # the mean of per-sample losses: a batch may train in pieces
 
     def __init__(self, correct_rate: float, incorrect_rate: float):
         self.correct_rate = correct_rate

@@ -49,6 +49,7 @@ class BPTTTrainer:
         precision: Literal["fp32", "bf16", "fp16"] = "fp32",
         compile: bool = False,
         grad_clip: float | None = None,
+        micro_batch: int | Literal["auto"] = "auto",
         checkpoint_every: int = 1,
         log_every: int = 0,
         progress: bool | None = None,
@@ -80,6 +81,10 @@ class BPTTTrainer:
         _check(0.0 <= min_lr < lr, f"min_lr must be in [0, lr), got {min_lr}")
         _check(precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {precision!r}")
         _check(grad_clip is None or grad_clip > 0, f"grad_clip must be positive, got {grad_clip}")
+        _check(
+            micro_batch == "auto" or (type(micro_batch) is int and micro_batch >= 0),
+            f'micro_batch must be "auto" or an integer >= 0 (0: never split a batch), got {micro_batch!r}',
+        )
         _check(checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {checkpoint_every}")
         _check(log_every >= 0, f"log_every must be >= 0, got {log_every}")
         _check(0.0 <= warn_silent_below <= 1.0, f"warn_silent_below must be in [0, 1], got {warn_silent_below}")
@@ -90,6 +95,7 @@ class BPTTTrainer:
         self.optimizer, self.betas, self.momentum, self.weight_decay = optimizer, list(betas), momentum, weight_decay
         self.scheduler, self.milestones, self.gamma, self.min_lr = scheduler, list(milestones), gamma, min_lr
         self.precision, self.compile, self.grad_clip = precision, compile, grad_clip
+        self.micro_batch = micro_batch
         self.checkpoint_every, self.log_every, self.progress = checkpoint_every, log_every, progress
         self.warn_silent_below, self.warn_saturated_above = warn_silent_below, warn_saturated_above
 

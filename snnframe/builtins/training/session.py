@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from snnframe.builtins.training import microbatch
 from snnframe.builtins.training.checkpoint import (
     FORMAT_VERSION,
     capture_rng,
@@ -53,6 +54,7 @@ class Session:
         self.metrics_path = Path(experiment.run_dir) / METRICS_FILE
         if device.type == "cpu":  # reuse freed heap for large temporaries (process-wide; see host_memory)
             host_memory.keep_freed_memory()
+        microbatch.check(trainer.micro_batch, trainer.loss, experiment.model)
         self.model = experiment.model.to(device)
         self.optimizer = build_optimizer(
             trainer.optimizer,
@@ -97,6 +99,7 @@ class Session:
         net = self.model
         if self.dist.active:
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.ddp = net if self.dist.active else None  # for no_sync() between the pieces of a batch
         if self.t.compile:
             net = torch.compile(net)
         self.train_net = net
@@ -222,12 +225,8 @@ class Session:
                     bar.update(1)
                     continue
                 inputs, targets = split_batch(batch, self.device, non_blocking=True)
-                with self._autocast():
-                    spikes = net(self.exp.encoder(inputs))
-                loss = t.loss(spikes.float(), targets)
+                loss, correct = self._step(inputs, targets)
                 stop = self._check_finite(loss, epoch, index)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
                 if t.grad_clip is not None:
                     self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
@@ -236,8 +235,8 @@ class Session:
                 count = targets.shape[0]
                 totals += torch.stack(
                     [
-                        loss.detach().double() * count,
-                        correct_count(spikes.detach(), targets).double(),
+                        loss.double() * count,
+                        correct.double(),
                         torch.tensor(float(count), dtype=torch.float64, device=self.device),
                     ]
                 )
@@ -261,6 +260,32 @@ class Session:
         self.dist.sum_(totals)
         loss_sum, correct, count = totals.tolist()
         return loss_sum / count, correct / count, seconds + time.perf_counter() - began
+
+    def _step(self, inputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of one batch, in pieces (see :mod:`.microbatch`): its loss and correct count.
+
+        Each piece's loss is weighted by its share of the batch's samples, so the gradients add up to
+        the whole batch's; under DDP only the last piece's backward synchronises them.
+        """
+        x = self.exp.encoder(inputs)
+        batch = targets.shape[0]
+        size = microbatch.piece_size(self.t.micro_batch, x, batch, self.device, self.t.loss, self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = correct = torch.zeros((), device=self.device)
+        for start in range(0, batch, size):
+            stop = min(batch, start + size)
+            whole = size == batch
+            defer = stop < batch and self.ddp is not None  # gradients all-reduced after the last piece
+            with self.ddp.no_sync() if defer else contextlib.nullcontext():
+                with self._autocast():
+                    spikes = self.train_net(x if whole else x[:, start:stop])
+                loss = self.t.loss(spikes.float(), targets if whole else targets[start:stop])
+                if not whole:
+                    loss = loss * ((stop - start) / batch)
+                self.scaler.scale(loss).backward()
+            loss_sum = loss_sum + loss.detach()
+            correct = correct + correct_count(spikes.detach(), targets[start:stop])
+        return loss_sum, correct
 
     def _restore_streams_after_skip(self) -> None:
         saved, self._streams_after_skip = self._streams_after_skip, None
