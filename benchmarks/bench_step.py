@@ -5,11 +5,13 @@ slope 25, cross-entropy rate loss, Adam lr 1e-2) from the same initial weights o
 batch: the seed's snnTorch loop, snnframe with the built-in ``leaky`` (fused numba kernels), and
 snnframe with ``StepLIF`` (``step_lif.py``: the same neuron written in the engine's per-step
 form), and (``--sides snnframe,layers``) the ``layers`` architecture building the same CSNN from
-the seed's notation. Steps of the sides alternate, so load from other processes hits all alike; each
-reported time is the median over the measured steps (spread: min-max). Peak memory is the rise
-of the peak RSS (CPU; glibc pinned to mmap every block >= 128 KiB, so RSS follows the live
-tensors) or of the CUDA allocator's peak during one training step, each side in fresh
-subprocesses (median of ``--memory-runs``).
+the seed's notation. The snnframe sides step as the ``bptt`` trainer does: a batch of more than
+9,600 folded samples (``T x B``: events300 at batch 128) in pieces (``train.micro_batch =
+"auto"``, docs/training.md), one optimizer step. Steps of the sides alternate, so load from
+other processes hits all alike; each reported time is the median over the measured steps
+(spread: min-max). Peak memory is the rise of the peak RSS (CPU; glibc pinned to mmap every
+block >= 128 KiB, so RSS follows the live tensors) or of the CUDA allocator's peak during one
+training step, each side in fresh subprocesses (median of ``--memory-runs``).
 
     python benchmarks/bench_step.py            # full: static, events T=100 and T=300
     python benchmarks/bench_step.py --quick    # fewer steps, T=300 only for memory
@@ -143,6 +145,7 @@ SIDES = {
 
 def snnframe_side(model, x, y, precision, name="snnframe"):
     from snnframe.builtins.losses.spike_losses import ce_rate
+    from snnframe.builtins.training import microbatch
 
     loss_fn = ce_rate()
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.999))
@@ -152,11 +155,16 @@ def snnframe_side(model, x, y, precision, name="snnframe"):
     def autocast():
         return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
 
+    # the bptt trainer's step: a long batch in pieces (train.micro_batch = "auto"), one optimizer step
+    size = microbatch.piece_size("auto", x, x.shape[1], x.device, loss_fn, model)
+
     def step():
-        with autocast():
-            loss = loss_fn(model(x), y)
         opt.zero_grad()
-        scaler.scale(loss).backward()
+        for start in range(0, x.shape[1], size):
+            stop = min(x.shape[1], start + size)
+            with autocast():
+                loss = loss_fn(model(x[:, start:stop]), y[start:stop]) * ((stop - start) / x.shape[1])
+            scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from torch import nn
-from trainer_toys import ToySNN, make_experiment
+from trainer_toys import CrashingSNN, InjectedCrash, ToySNN, make_experiment
 
 from snnframe.builtins.losses.spike_losses import ce_count, ce_rate, mse_count
 from snnframe.builtins.training import microbatch
@@ -108,3 +108,18 @@ def test_explicit_pieces_with_batch_norm_is_a_recipe_error(tmp_path):
 def test_micro_batch_must_be_auto_or_a_count(value):
     with pytest.raises(ValueError, match=r'micro_batch must be "auto" or an integer >= 0'):
         BPTTTrainer(epochs=1, lr=1e-2, device="cpu", loss=ce_rate(), micro_batch=value)
+
+
+def test_a_run_in_pieces_resumes_exactly_after_a_crash_mid_epoch(tmp_path):
+    def trainer(epochs):
+        return BPTTTrainer(epochs=epochs, lr=1e-2, device="cpu", loss=ce_rate(), milestones=[2], micro_batch=5)
+
+    whole = trainer(3).fit(make_experiment(tmp_path / "whole"))  # the toy network with dropout
+    run_dir = tmp_path / "crashed"
+    # 6 batches an epoch, 4 pieces each: the 30th forward pass is in epoch 2's second batch
+    with pytest.raises(InjectedCrash):
+        trainer(3).fit(make_experiment(run_dir, model=lambda: CrashingSNN(crash_after=29)))
+    resumed = trainer(3).fit(make_experiment(run_dir, resume=True))
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    strip = [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in whole.history]
+    assert [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in resumed.history] == strip
