@@ -81,4 +81,4 @@ def piece_size(setting: int | str, x, batch: int, device: torch.device, loss, mo
         size = int(setting)
     if size >= batch:
         return batch
-    return math.ceil(batch / math.ceil(batch / size))  # equal pieces: 128 in pieces of <= 40 -> 4 x 32
+    return math.ceil(batch / math.ceil(batch / size))  # as even as allowed: 128 in pieces of <= 40 -> 4 x 32
