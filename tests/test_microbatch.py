@@ -76,13 +76,13 @@ def test_uneven_pieces_weight_each_by_its_share(tmp_path):
 
 def test_auto_splits_long_sequences_on_cpu_only():
     model, loss = ToySNN(), ce_rate()
-    events = torch.zeros(300, 128, 2, 34, 34)  # csnn_spike: T ~ 300, batch 128
+    events = torch.zeros(()).expand(300, 128, 2, 34, 34)  # csnn_spike's shape (T ~ 300, batch 128), no memory
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert microbatch.piece_size("auto", events, 128, cpu, loss, model) == 16
     assert microbatch.piece_size("auto", events, 128, cuda, loss, model) == 128
     static = torch.zeros(128, 1, 28, 28).unsqueeze(0).expand(50, -1, -1, -1, -1)  # csnn_static: T = 50
     assert microbatch.piece_size("auto", static, 128, cpu, loss, model) == 128  # 6,400 folded: whole
-    longer = torch.zeros(100, 128, 10)  # 12,800 folded: pieces of <= 48 -> 3 x 43
+    longer = torch.zeros(()).expand(100, 128, 10)  # 12,800 folded: pieces of <= 48 -> 3 x 43
     assert microbatch.piece_size("auto", longer, 128, cpu, loss, model) == 43
     assert microbatch.piece_size(0, events, 128, cpu, loss, model) == 128
     assert microbatch.piece_size(40, events, 128, cpu, loss, model) == 32  # 4 equal pieces, not 40 + 40 + 40 + 8
