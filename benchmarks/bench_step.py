@@ -156,14 +156,14 @@ def snnframe_side(model, x, y, precision, name="snnframe"):
         return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
 
     # the bptt trainer's step: a long batch in pieces (train.micro_batch = "auto"), one optimizer step
-    size = microbatch.piece_size("auto", x, x.shape[1], x.device, loss_fn, model)
+    batch = x.shape[1]
+    size = microbatch.piece_size("auto", x, batch, x.device, microbatch.allowed("auto", loss_fn, model))
 
     def step():
         opt.zero_grad()
-        for start in range(0, x.shape[1], size):
-            stop = min(x.shape[1], start + size)
+        for part, share in microbatch.pieces(batch, size):
             with autocast():
-                loss = loss_fn(model(x[:, start:stop]), y[start:stop]) * ((stop - start) / x.shape[1])
+                loss = loss_fn(model(x[:, part]), y[part]) * share
             scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()

@@ -75,21 +75,25 @@ def test_uneven_pieces_weight_each_by_its_share(tmp_path):
 
 
 def test_auto_splits_long_sequences_on_cpu_only():
-    model, loss = ToySNN(), ce_rate()
-    events = torch.zeros(()).expand(300, 128, 2, 34, 34)  # csnn_spike's shape (T ~ 300, batch 128), no memory
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert microbatch.piece_size("auto", events, 128, cpu, loss, model) == 16
-    assert microbatch.piece_size("auto", events, 128, cuda, loss, model) == 128
+    toy, mean_loss = ToySNN(), ce_rate()
+
+    def size(setting, x, device=cpu, loss=mean_loss, model=toy):
+        return microbatch.piece_size(setting, x, 128, device, microbatch.allowed(setting, loss, model))
+
+    events = torch.zeros(()).expand(300, 128, 2, 34, 34)  # csnn_spike's shape (T ~ 300, batch 128), no memory
+    assert size("auto", events) == 16
+    assert size("auto", events, cuda) == 128
     static = torch.zeros(128, 1, 28, 28).unsqueeze(0).expand(50, -1, -1, -1, -1)  # csnn_static: T = 50
-    assert microbatch.piece_size("auto", static, 128, cpu, loss, model) == 128  # 6,400 folded: whole
+    assert size("auto", static) == 128  # 6,400 folded: whole
     longer = torch.zeros(()).expand(100, 128, 10)  # 12,800 folded: pieces of <= 48 -> 3 x 43
-    assert microbatch.piece_size("auto", longer, 128, cpu, loss, model) == 43
-    assert microbatch.piece_size(0, events, 128, cpu, loss, model) == 128
-    assert microbatch.piece_size(40, events, 128, cpu, loss, model) == 32  # 4 equal pieces, not 40 + 40 + 40 + 8
-    assert microbatch.piece_size(200, events, 128, cpu, loss, model) == 128
+    assert size("auto", longer) == 43
+    assert size(0, events) == 128
+    assert size(40, events) == 32  # 4 equal pieces, not 40 + 40 + 40 + 8
+    assert size(200, events) == 128
     # auto leaves alone what pieces would change: a loss that is no per-sample mean, batch norm
-    assert microbatch.piece_size("auto", events, 128, cpu, SumLoss(), model) == 128
-    assert microbatch.piece_size("auto", events, 128, cpu, loss, NormedSNN()) == 128
+    assert size("auto", events, loss=SumLoss()) == 128
+    assert size("auto", events, model=NormedSNN()) == 128
 
 
 def test_explicit_pieces_with_a_loss_that_is_no_sample_mean_is_a_recipe_error(tmp_path):

@@ -44,11 +44,16 @@ def couples_samples(model: nn.Module) -> list[str]:
     return [name or type(model).__name__ for name, m in model.named_modules() if isinstance(m, norms)]
 
 
-def check(setting: int | str, loss, model: nn.Module) -> None:
-    """Raise ``RecipeError`` when an explicit ``train.micro_batch`` cannot give the batch's gradient."""
+def allowed(setting: int | str, loss, model: nn.Module) -> bool:
+    """Whether batches may train in pieces; ``RecipeError`` when an explicit ``train.micro_batch`` cannot.
+
+    Decided once per run: the loss's ``sample_mean`` and the model's layers do not change.
+    """
+    sample_mean = getattr(loss, "sample_mean", False) is True
+    coupled = couples_samples(model)
     if setting in ("auto", 0):
-        return
-    if getattr(loss, "sample_mean", False) is not True:
+        return setting == "auto" and sample_mean and not coupled
+    if not sample_mean:
         raise RecipeError(
             [
                 f"train.micro_batch = {setting}: the loss ({type(loss).__name__}) does not declare "
@@ -56,7 +61,6 @@ def check(setting: int | str, loss, model: nn.Module) -> None:
                 "batch would not add up to its gradient; use a built-in loss or set train.micro_batch = 0"
             ]
         )
-    coupled = couples_samples(model)
     if coupled:
         raise RecipeError(
             [
@@ -65,16 +69,18 @@ def check(setting: int | str, loss, model: nn.Module) -> None:
                 "set train.micro_batch = 0"
             ]
         )
+    return True
 
 
-def piece_size(setting: int | str, x, batch: int, device: torch.device, loss, model: nn.Module) -> int:
-    """Samples per piece of a batch of ``batch`` samples whose encoded input is ``x`` (``batch``: no split)."""
-    if setting == 0 or not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[1] != batch:
+def piece_size(setting: int | str, x, batch: int, device: torch.device, may_split: bool) -> int:
+    """Samples per piece of a batch of ``batch`` samples whose encoded input is ``x`` (``batch``: no split).
+
+    ``may_split``: what :func:`allowed` said for this run.
+    """
+    if not may_split or not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[1] != batch:
         return batch
     if setting == "auto":
-        if device.type != "cpu" or getattr(loss, "sample_mean", False) is not True or couples_samples(model):
-            return batch
-        if x.shape[0] * batch <= AUTO_SPLIT_ABOVE:
+        if device.type != "cpu" or x.shape[0] * batch <= AUTO_SPLIT_ABOVE:
             return batch
         size = max(1, AUTO_FOLDED_SAMPLES // x.shape[0])
     else:
@@ -82,3 +88,11 @@ def piece_size(setting: int | str, x, batch: int, device: torch.device, loss, mo
     if size >= batch:
         return batch
     return math.ceil(batch / math.ceil(batch / size))  # as even as allowed: 128 in pieces of <= 40 -> 4 x 32
+
+
+def pieces(batch: int, size: int) -> list[tuple[slice, float]]:
+    """Each piece of a batch in pieces of ``size``: its samples and its share of the batch (its loss's weight)."""
+    return [
+        (slice(start, min(batch, start + size)), (min(batch, start + size) - start) / batch)
+        for start in range(0, batch, size)
+    ]

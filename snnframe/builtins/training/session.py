@@ -54,7 +54,7 @@ class Session:
         self.metrics_path = Path(experiment.run_dir) / METRICS_FILE
         if device.type == "cpu":  # reuse freed heap for large temporaries (process-wide; see host_memory)
             host_memory.keep_freed_memory()
-        microbatch.check(trainer.micro_batch, trainer.loss, experiment.model)
+        self.pieces_allowed = microbatch.allowed(trainer.micro_batch, trainer.loss, experiment.model)
         self.model = experiment.model.to(device)
         self.optimizer = build_optimizer(
             trainer.optimizer,
@@ -269,22 +269,18 @@ class Session:
         """
         x = self.exp.encoder(inputs)
         batch = targets.shape[0]
-        size = microbatch.piece_size(self.t.micro_batch, x, batch, self.device, self.t.loss, self.model)
+        size = microbatch.piece_size(self.t.micro_batch, x, batch, self.device, self.pieces_allowed)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = correct = torch.zeros((), device=self.device)
-        for start in range(0, batch, size):
-            stop = min(batch, start + size)
-            whole = size == batch
-            defer = stop < batch and self.ddp is not None  # gradients all-reduced after the last piece
+        for part, share in microbatch.pieces(batch, size):  # one piece, share 1.0, when whole
+            defer = part.stop < batch and self.ddp is not None  # gradients all-reduced after the last piece
             with self.ddp.no_sync() if defer else contextlib.nullcontext():
                 with self._autocast():
-                    spikes = self.train_net(x if whole else x[:, start:stop])
-                loss = self.t.loss(spikes.float(), targets if whole else targets[start:stop])
-                if not whole:
-                    loss = loss * ((stop - start) / batch)
+                    spikes = self.train_net(x[:, part])
+                loss = self.t.loss(spikes.float(), targets[part]) * share
                 self.scaler.scale(loss).backward()
             loss_sum = loss_sum + loss.detach()
-            correct = correct + correct_count(spikes.detach(), targets[start:stop])
+            correct = correct + correct_count(spikes.detach(), targets[part])
         return loss_sum, correct
 
     def _restore_streams_after_skip(self) -> None:
