@@ -149,13 +149,11 @@ def test_event_driven_conv_pool_is_used_only_where_it_applies():
     assert sparse_conv.applicable(conv, pool, sparse.detach()) is None  # hooks must see the layer run
 
 
-@pytest.mark.parametrize("chunk", [256, 7])  # the input gradient in one piece, and in pieces of 7 samples (last: 2)
 @pytest.mark.parametrize("size, k, p", [(12, 5, 2), (15, 5, 2), (11, 3, 3), (16, 3, 3)])
-def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p, chunk, monkeypatch):
+def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p):
     from snnframe.engine import sparse_conv
 
     # 15 -> 11 -> pooled 5 and 16 -> 14 -> pooled 4: input rows/columns the pool never reaches
-    monkeypatch.setattr(sparse_conv, "INPUT_GRAD_CHUNK", chunk)
     torch.manual_seed(0)
     conv, pool = nn.Conv2d(12, 16, k), nn.MaxPool2d(p)
     spikes = (torch.rand(30, 12, size, size, generator=torch.Generator().manual_seed(2)) < 0.04).float()
@@ -176,6 +174,28 @@ def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradien
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for g, r in zip(got, [x.grad, conv.weight.grad, conv.bias.grad]):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_winner_driven_input_gradient_equals_the_transposed_convolution(dtype):
+    from snnframe.engine import sparse_conv
+
+    # a gradient with zeros (a surrogate with bounded support passes none back), windows of 2x2
+    g = torch.Generator().manual_seed(4)
+    weight = torch.randn(7, 5, 3, 3, generator=g, dtype=dtype)
+    grad = torch.randn(6, 7, 4, 4, generator=g, dtype=dtype) * (torch.rand(6, 7, 4, 4, generator=g) < 0.5)
+    offsets = torch.randint(0, 4, grad.shape, generator=g, dtype=torch.uint8)
+    full = torch.zeros(6, 7, 9, 9, dtype=dtype)  # conv output 9x9: row and column 8 are never pooled
+    for dy in range(2):
+        for dx in range(2):
+            full[:, :, dy:8:2, dx:8:2] = grad * (offsets == dy * 2 + dx)
+    ref = F.conv_transpose2d(full, weight)  # the input, 11x11
+    channels_last = [t.contiguous(memory_format=torch.channels_last) for t in (grad, offsets)]
+    got = sparse_conv._input_grad(*channels_last, weight, 2, (6, 5, 11, 11), dtype)
+    assert got.dtype == dtype and got.shape == (6, 5, 11, 11)
+    torch.testing.assert_close(got, ref)
+    assert got[:, :, 9].abs().sum() > 0  # reached from the last pooled conv row (7)
+    assert got[:, :, 10].abs().sum() == 0 and got[:, :, :, 10].abs().sum() == 0  # beyond the pool's reach
 
 
 def test_hidden_layers_take_the_event_driven_path_per_batch_by_spike_density(monkeypatch):

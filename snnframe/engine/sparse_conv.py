@@ -12,9 +12,10 @@ Two kinds of input qualify, decided per batch from its measured density:
 * input that needs no gradient (the network's input, e.g. event frames), up to
   :data:`MAX_DENSITY`;
 * a hidden layer's input that is a neuron's binary spikes (``binary=True``), up to
-  :data:`MAX_HIDDEN_DENSITY`. Its input gradient stays dense: the pooled gradient is scattered
-  back to the winning positions and passed through oneDNN's transposed convolution. The spikes
-  are saved as ``uint8``.
+  :data:`MAX_HIDDEN_DENSITY`. Its input gradient is dense, but only the pooling windows'
+  winners carry gradient into it: per pooled position, the winners' weight patches are summed
+  and added into the input gradient (a quarter of the transposed convolution's multiply-adds
+  for 2x2 pooling). The spikes are saved as ``uint8``.
 
 Results equal ``max_pool2d(conv2d(x))`` and its gradients up to float rounding (another
 summation order).
@@ -26,7 +27,6 @@ import torch
 from torch import nn
 
 from snnframe.engine import compact, kernels
-from snnframe.engine.kernels import maxpool
 
 # Fractions of non-zero inputs up to which the event-driven kernels run. Measured crossovers
 # against oneDNN + max-pool, forward + backward (docs/benchmarks.md): network input ~0.2-0.3
@@ -137,36 +137,13 @@ class _SparseConvPool(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
-# Samples per piece of the dense input gradient: bounds the full-resolution gradient that the
-# transposed convolution reads (64x11x11 floats per sample for the CSNN's conv2 on N-MNIST: 1.2 GB
-# for a whole T=300, B=128 batch, ~8 MB per piece).
-INPUT_GRAD_CHUNK = 256
-
-
 def _input_grad(grad, offsets, weight, p, x_shape, dtype):
-    """Dense: the pooled gradient back at each window's winner, then the transposed convolution.
-
-    Only the part of the convolution output that the pool covers gets a gradient, so the
-    transposed convolution runs on that part and the input rows and columns beyond its reach
-    (e.g. the 15th of 15 when 11 outputs pool to 5) get zeros; it runs in pieces of
-    :data:`INPUT_GRAD_CHUNK` samples written into the result.
-    """
-    n, c = x_shape[:2]
-    k = weight.shape[-1]
-    ph, pw = offsets.shape[-2] * p, offsets.shape[-1] * p  # the pooled part of the conv output
-    uh, uw = ph + k - 1, pw + k - 1  # the input it reaches
+    """The input gradient, driven by the pooling windows' winners (the only conv outputs with a
+    gradient): a quarter of the dense transposed convolution's multiply-adds for 2x2 pooling,
+    and no full-resolution gradient in memory. Input rows and columns beyond the pool's reach
+    (e.g. the 15th of 15 when 11 outputs pool to 5) get zeros."""
     out = torch.empty(x_shape, dtype=dtype, memory_format=torch.channels_last)
-    out[:, :, uh:].zero_()  # (empty slices where the pool reaches every row / column)
-    out[:, :, :uh, uw:].zero_()
-    weight = weight.detach()
-    for start in range(0, n, INPUT_GRAD_CHUNK):
-        stop = min(n, start + INPUT_GRAD_CHUNK)
-        full = maxpool.max_pool_backward(
-            grad[start:stop], offsets[start:stop], p, (stop - start, weight.shape[0], ph, pw), None
-        )
-        like = torch.empty((stop - start, c, uh, uw), dtype=dtype, memory_format=torch.channels_last)  # shape, layout
-        piece = torch.ops.aten.convolution_backward(
-            full, like, weight, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1, (True, False, False)
-        )[0]
-        out[start:stop, :, :uh, :uw] = piece
+    patches = weight.detach().permute(0, 2, 3, 1).contiguous()  # [O, K, K, C]
+    kernels.set_threads()
+    _numba().conv_pool_input_grad(_nhwc(offsets), _nhwc(grad), patches.numpy(), p, _nhwc(out))
     return out

@@ -126,3 +126,46 @@ def conv_pool_weight_grad(x, offsets, grad, k, p, partial, partial_bias):
         partial[part] = acc
         if want_bias:
             partial_bias[part] = acc_bias
+
+
+@njit(parallel=True, cache=True)
+def conv_pool_input_grad(offsets, grad, w, p, out):
+    """``out [N, H, W, C]``: the input gradient, from the pooled gradient and window offsets
+    ``[N, OH, OW, O]`` and weights ``w [O, K, K, C]`` (C-contiguous).
+
+    Only each window's winner has a gradient, so per pooled position the winners' weight
+    patches are summed first, one sum per window offset (``acc``, in cache), then added into
+    ``out`` once each: a quarter of the dense transposed convolution's multiply-adds for 2x2
+    pooling. The weights are read as flat ``[O, K*K*C]`` rows, which the sums run along.
+    """
+    n, h, wd, c = out.shape
+    _, oh, ow, o = grad.shape
+    k = w.shape[1]
+    kkc = k * k * c
+    flat = w.reshape((o, kkc))
+    pp = p * p
+    for b in prange(n):
+        acc = np.empty((pp, kkc), dtype=out.dtype)
+        patch = acc.reshape((pp, k, k, c))
+        for y in range(h):
+            for xx in range(wd):
+                for cc in range(c):
+                    out[b, y, xx, cc] = 0
+        for i in range(oh):
+            for j in range(ow):
+                for d in range(pp):
+                    for t in range(kkc):
+                        acc[d, t] = 0
+                for q in range(o):
+                    g = grad[b, i, j, q]
+                    if g != 0:
+                        d = offsets[b, i, j, q]
+                        for t in range(kkc):
+                            acc[d, t] += g * flat[q, t]
+                for d in range(pp):
+                    oy = i * p + d // p
+                    ox = j * p + d % p
+                    for kh in range(k):
+                        for kw in range(k):
+                            for cc in range(c):
+                                out[b, oy + kh, ox + kw, cc] += patch[d, kh, kw, cc]
