@@ -165,7 +165,14 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=7, help="measured steps per side")
     p.add_argument("--warmup", type=int, default=2)
     args = p.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    # What the bptt trainer applies on CPU. Process-wide, so all three sides get it.
+    from snnframe.engine.host_memory import keep_freed_memory
+
+    kept = keep_freed_memory()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"freed memory kept: {'yes' if kept else 'no'}"
+    )
     for run_dir in args.runs:
         measure(run_dir, args.batch, args.repeats, args.warmup)
 

@@ -106,10 +106,21 @@ def test_bf16_autocast_trains_with_float32_parameters():
     )
 
 
-@pytest.mark.parametrize("channels, size, k, p", [(2, 17, 5, 2), (3, 20, 3, 3), (1, 14, 4, 2)])
-def test_event_driven_conv_pool_equals_dense(channels, size, k, p):
+WEIGHT_GRAD_KERNELS = ["conv_pool_weight_grad", "conv_pool_weight_grad_unpooled"]
+
+
+def force_weight_grad_kernel(monkeypatch, name):
     from snnframe.engine import sparse_conv
 
+    monkeypatch.setattr(sparse_conv, "_weight_grad_kernel", lambda *args: getattr(sparse_conv._numba(), name))
+
+
+@pytest.mark.parametrize("kernel", WEIGHT_GRAD_KERNELS)
+@pytest.mark.parametrize("channels, size, k, p", [(2, 17, 5, 2), (3, 20, 3, 3), (1, 14, 4, 2)])
+def test_event_driven_conv_pool_equals_dense(channels, size, k, p, kernel, monkeypatch):
+    from snnframe.engine import sparse_conv
+
+    force_weight_grad_kernel(monkeypatch, kernel)
     torch.manual_seed(0)
     conv, pool = nn.Conv2d(channels, 6, k), nn.MaxPool2d(p)
     x = (torch.rand(40, channels, size, size, generator=torch.Generator().manual_seed(2)) < 0.03).float() * 2
@@ -149,10 +160,12 @@ def test_event_driven_conv_pool_is_used_only_where_it_applies():
     assert sparse_conv.applicable(conv, pool, sparse.detach()) is None  # hooks must see the layer run
 
 
+@pytest.mark.parametrize("kernel", WEIGHT_GRAD_KERNELS)
 @pytest.mark.parametrize("size, k, p", [(12, 5, 2), (15, 5, 2), (11, 3, 3), (16, 3, 3)])
-def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p):
+def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradient(size, k, p, kernel, monkeypatch):
     from snnframe.engine import sparse_conv
 
+    force_weight_grad_kernel(monkeypatch, kernel)
     # 15 -> 11 -> pooled 5 and 16 -> 14 -> pooled 4: input rows/columns the pool never reaches
     torch.manual_seed(0)
     conv, pool = nn.Conv2d(12, 16, k), nn.MaxPool2d(p)
@@ -174,6 +187,18 @@ def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradien
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for g, r in zip(got, [x.grad, conv.weight.grad, conv.bias.grad]):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradient_unpools_first_for_narrow_outputs_with_many_inputs():
+    from snnframe.engine import sparse_conv
+
+    kernels = sparse_conv._numba()
+    # 100 samples of a 5x5 conv pooled 2x2 to 15x15 (conv positions covered: 30 x 30 = 900 each)
+    chosen = lambda active, channels: sparse_conv._weight_grad_kernel(active, 5, 2, (100, channels, 15, 15))
+    assert chosen(36 * 100, 12) is kernels.conv_pool_weight_grad_unpooled  # 36 x 25 taps >= 900
+    assert chosen(35 * 100, 12) is kernels.conv_pool_weight_grad
+    assert chosen(0, 12) is kernels.conv_pool_weight_grad  # a silent layer: no pass over the conv output
+    assert chosen(10**6, 64) is kernels.conv_pool_weight_grad  # wide outputs vectorise the winner test
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -100,6 +100,7 @@ class _SparseConvPool(torch.autograd.Function):
         patches = weight.detach().permute(1, 2, 3, 0).contiguous()  # [C, K, K, O]
         kernels.set_threads()
         chunks = max(1, min(n, 8 * torch.get_num_threads()))
+        active = torch.empty(chunks, dtype=torch.int64)
         _numba().conv_pool_forward(
             x.detach().numpy(),
             patches.numpy(),
@@ -108,9 +109,11 @@ class _SparseConvPool(torch.autograd.Function):
             _nhwc(out),
             _nhwc(offsets),
             chunks,
+            active.numpy(),
         )
         ctx.save_for_backward(x.detach().to(torch.uint8) if binary else x, offsets, weight)
         ctx.p, ctx.k, ctx.x_shape, ctx.x_dtype = p, k, x.shape, x.dtype
+        ctx.active = int(active.sum())
         return out
 
     @staticmethod
@@ -126,7 +129,7 @@ class _SparseConvPool(torch.autograd.Function):
             partial = torch.empty((chunks, x.shape[1], ctx.k, ctx.k, o), dtype=grad.dtype)
             partial_bias = torch.empty((chunks if ctx.needs_input_grad[2] else 0, ow, o), dtype=grad.dtype)
             kernels.set_threads()
-            _numba().conv_pool_weight_grad(
+            _weight_grad_kernel(ctx.active, ctx.k, ctx.p, grad.shape)(
                 x.detach().numpy(), _nhwc(offsets), _nhwc(grad), ctx.k, ctx.p, partial.numpy(), partial_bias.numpy()
             )
             grad_weight = partial.sum(0).permute(3, 0, 1, 2)
@@ -135,6 +138,28 @@ class _SparseConvPool(torch.autograd.Function):
         elif ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias, None, None
+
+
+# Output channels up to which the weight gradient may unpool first (see _weight_grad_kernel).
+NARROW_OUT = 16
+
+
+def _weight_grad_kernel(active, k, p, grad_shape):
+    """The weight-gradient kernel for ``active`` non-zero inputs.
+
+    Both visit only the non-zero inputs. The default tests each tap's window winner per output
+    channel; its inner loop runs over the output channels, which for narrow layers (12 for the
+    CSNN's conv1) is too short to vectorise well. The unpooled kernel first spreads each
+    sample's pooled gradient to conv resolution (a pass over the conv output), then adds
+    contiguous runs of ``K * O``. Measured on 4,800 N-MNIST frames, 2 -> 12 channels: 52 vs 45 ms
+    at 2 % non-zero inputs, 6 vs 34 ms at none; 12 -> 64 channels it gains under 10 %. So it
+    runs for narrow outputs once the inputs' taps (``active * K * K``) reach the conv positions
+    that the pool covers, where the measured costs cross.
+    """
+    n, o, oh, ow = grad_shape
+    if o <= NARROW_OUT and active * k * k >= n * oh * p * ow * p:
+        return _numba().conv_pool_weight_grad_unpooled
+    return _numba().conv_pool_weight_grad
 
 
 def _input_grad(grad, offsets, weight, p, x_shape, dtype):

@@ -31,7 +31,8 @@ def _split(size, p):
 
 
 @njit(parallel=True, cache=True)
-def conv_pool_forward(x, w, bias, p, out, offsets, chunks):
+def conv_pool_forward(x, w, bias, p, out, offsets, chunks, active):
+    """Also counts each chunk's non-zero inputs into ``active[chunks]``."""
     n, c, h, wd = x.shape
     k = w.shape[1]
     _, oh, ow, o = out.shape
@@ -42,6 +43,7 @@ def conv_pool_forward(x, w, bias, p, out, offsets, chunks):
         buf = np.empty((rows, p, ow, o), dtype=out.dtype)
         best = np.empty((ow, o), dtype=out.dtype)
         at = np.empty((ow, o), dtype=np.uint8)
+        count = 0
         for b in range(part * per, min(n, (part + 1) * per)):
             for i in range(rows):
                 for dx in range(p):
@@ -53,6 +55,7 @@ def conv_pool_forward(x, w, bias, p, out, offsets, chunks):
                     for xx in range(wd):
                         v = x[b, cc, y, xx]
                         if v != 0:
+                            count += 1
                             for kh in range(k):
                                 i = y - kh
                                 if 0 <= i < rows:
@@ -82,6 +85,7 @@ def conv_pool_forward(x, w, bias, p, out, offsets, chunks):
                     for q in range(o):
                         out[b, i, j, q] = best[j, q]
                         offsets[b, i, j, q] = at[j, q]
+        active[part] = count
 
 
 @njit(parallel=True, cache=True)
@@ -124,6 +128,64 @@ def conv_pool_weight_grad(x, offsets, grad, k, p, partial, partial_bias):
                                                 won = offsets[b, i, j, q] == at
                                                 acc[cc, kh, kw, q] += (v * grad[b, i, j, q]) * won
         partial[part] = acc
+        if want_bias:
+            partial_bias[part] = acc_bias
+
+
+@njit(parallel=True, cache=True)
+def conv_pool_weight_grad_unpooled(x, offsets, grad, k, p, partial, partial_bias):
+    """:func:`conv_pool_weight_grad` through each sample's gradient at conv resolution (zero but
+    at the windows' winners): a non-zero input then adds one contiguous run of ``K * O`` per
+    kernel row, with no winner test. Unpooling costs a pass over the conv output per sample, so
+    this wins when outputs are narrow and inputs are many (chosen in ``sparse_conv``)."""
+    n, c, h, wd = x.shape
+    _, oh, ow, o = grad.shape
+    rows, cols = oh * p, ow * p
+    chunks = partial.shape[0]
+    want_bias = partial_bias.shape[0] > 0
+    per = (n + chunks - 1) // chunks
+    ko = k * o
+    for part in prange(chunks):
+        acc = np.zeros((c, k, ko), dtype=partial.dtype)  # kernel columns reversed: [C, K, K' * O]
+        acc_bias = np.zeros((ow, o), dtype=partial.dtype)
+        full = np.empty((rows, cols * o), dtype=partial.dtype)  # the winners' gradient at conv resolution
+        for b in range(part * per, min(n, (part + 1) * per)):
+            for r in range(rows):
+                fr = full[r]
+                for t in range(cols * o):
+                    fr[t] = 0
+            for i in range(oh):
+                for j in range(ow):
+                    for q in range(o):
+                        g = grad[b, i, j, q]
+                        at = offsets[b, i, j, q]
+                        full[i * p + at // p, (j * p + at % p) * o + q] = g
+                        if want_bias:
+                            acc_bias[j, q] += g
+            for cc in range(c):
+                for y in range(h):
+                    for xx in range(wd):
+                        v = x[b, cc, y, xx]
+                        if v != 0:
+                            lo = k - 1 - min(k - 1, xx)
+                            hi = k - 1 - max(0, xx - cols + 1)
+                            if lo > hi:
+                                continue
+                            n_run = (hi - lo + 1) * o
+                            src0 = (xx - k + 1 + lo) * o
+                            dst0 = lo * o
+                            for kh in range(k):
+                                oy = y - kh
+                                if 0 <= oy < rows:
+                                    src = full[oy, src0 : src0 + n_run]
+                                    dst = acc[cc, kh, dst0 : dst0 + n_run]
+                                    for t in range(n_run):
+                                        dst[t] += v * src[t]
+        for cc in range(c):
+            for kh in range(k):
+                for kw in range(k):
+                    for q in range(o):
+                        partial[part, cc, kh, kw, q] = acc[cc, kh, (k - 1 - kw) * o + q]
         if want_bias:
             partial_bias[part] = acc_bias
 
