@@ -126,6 +126,7 @@ def test_event_driven_conv_pool_equals_dense(channels, size, k, p, kernel, monke
     x = (torch.rand(40, channels, size, size, generator=torch.Generator().manual_seed(2)) < 0.03).float() * 2
     assert sparse_conv.applicable(conv, pool, x) == p
     out = sparse_conv.conv_pool(conv, p, x)
+    assert out.grad_fn.active == int(torch.count_nonzero(x))  # counted by the forward kernel, for backward's choice
     ref = pool(conv(x))
     grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
