@@ -190,7 +190,7 @@ def test_event_driven_conv_pool_on_hidden_spikes_equals_dense_with_input_gradien
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
 
 
-def test_weight_gradient_unpools_first_for_narrow_outputs_with_many_inputs():
+def test_weight_gradient_unpools_first_once_the_inputs_taps_cover_the_pooled_positions():
     from snnframe.engine import sparse_conv
 
     kernels = sparse_conv._numba()
@@ -199,7 +199,8 @@ def test_weight_gradient_unpools_first_for_narrow_outputs_with_many_inputs():
     assert chosen(36 * 100, 12) is kernels.conv_pool_weight_grad_unpooled  # 36 x 25 taps >= 900
     assert chosen(35 * 100, 12) is kernels.conv_pool_weight_grad
     assert chosen(0, 12) is kernels.conv_pool_weight_grad  # a silent layer: no pass over the conv output
-    assert chosen(10**6, 64) is kernels.conv_pool_weight_grad  # wide outputs vectorise the winner test
+    assert chosen(36 * 100, 64) is kernels.conv_pool_weight_grad_unpooled  # wide outputs alike
+    assert chosen(35 * 100, 64) is kernels.conv_pool_weight_grad
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

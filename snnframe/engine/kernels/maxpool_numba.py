@@ -1,6 +1,9 @@
 """numba kernels for :mod:`maxpool` on ``[N, H, W, C]`` (channels-last) arrays.
 
-Inner loops run over channels on 1-d slices without branches, so they vectorise.
+Inner loops run over channels on 1-d slices without branches, so they vectorise. The forward
+keeps the winners' offsets as floats until it stores them: selects as wide as the compared
+values vectorise, ``uint8`` ones did not (992 x 10 x 10 x 64 values, 2 threads: 12.0 -> 2.8 ms;
+12 channels are too few to gain).
 """
 
 import numpy as np
@@ -13,23 +16,28 @@ def max_pool_forward(x, k, out, offsets):
     for row in prange(n * oh):
         b = row // oh
         i = row % oh
+        best = np.empty(c, dtype=out.dtype)
+        win = np.empty(c, dtype=out.dtype)  # the winner's offset, as wide as the values
         for j in range(ow):
-            best = out[b, i, j]
-            at = offsets[b, i, j]
             first = x[b, i * k, j * k]
             for ch in range(c):
                 best[ch] = first[ch]
-                at[ch] = 0
+                win[ch] = 0
             for dy in range(k):
                 for dx in range(k):
                     if dy == 0 and dx == 0:
                         continue
-                    here = np.uint8(dy * k + dx)
+                    here = np.float32(dy * k + dx)
                     v = x[b, i * k + dy, j * k + dx]
                     for ch in range(c):
                         take = (v[ch] > best[ch]) | (v[ch] != v[ch])  # PyTorch's rule: first maximum; NaN wins
                         best[ch] = v[ch] if take else best[ch]
-                        at[ch] = here if take else at[ch]
+                        win[ch] = here if take else win[ch]
+            o = out[b, i, j]
+            at = offsets[b, i, j]
+            for ch in range(c):
+                o[ch] = best[ch]
+                at[ch] = np.uint8(win[ch])
 
 
 @njit(parallel=True, cache=True)
