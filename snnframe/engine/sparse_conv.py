@@ -151,7 +151,7 @@ def _weight_grad_kernel(active, k, p, grad_shape):
     So it runs once the inputs' taps (``active * K * K``) reach the conv positions that the pool
     covers, where the measured costs cross.
     """
-    n, o, oh, ow = grad_shape
+    n, _, oh, ow = grad_shape
     if active * k * k >= n * oh * p * ow * p:
         return _numba().conv_pool_weight_grad_unpooled
     return _numba().conv_pool_weight_grad
